@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every Magnetar test: formatting, clippy, the Rust test suites and the Python
+# compatibility suite (official pulsar-client) against `magnetar standalone`.
+# Installs what it needs (scripts/setup.sh, scripts/python-venv.sh). The cargo target
+# directory lives outside the clone so repeated runs reuse compiled dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/magnetar-target}"
+export CARGO_TERM_COLOR=never
+export RUST_BACKTRACE=1
+
+bash scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+echo "== cargo build"
+cargo build --workspace --bins -q
+
+echo "== cargo test"
+cargo test --workspace -q 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
+rust_summary=$(grep -E '^test result:' "$CARGO_TARGET_DIR/cargo-test.log" |
+  awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')
+
+echo "== python compatibility suite (official pulsar-client)"
+PY=$(bash scripts/python-venv.sh)
+export MAGNETAR_BIN="$CARGO_TARGET_DIR/debug/magnetar"
+"$PY" -m pytest tests/python -q -p no:cacheprovider
+
+echo "rust: $rust_summary"

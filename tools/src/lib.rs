@@ -1,0 +1,6 @@
+//! Shared plumbing for Magnetar's binaries (`magnetar`, `magnetar-admin`, `magnetar-client`,
+//! `magnetar-perf`): logging, shutdown signals, and one module per subcommand group. Each
+//! server subcommand is a thin layer over the owning crate's `run(config, listener,
+//! shutdown)`.
+
+pub mod common;
