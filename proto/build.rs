@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_server(true)
         .build_client(true)
+        // Bookie payloads stay `bytes::Bytes` end to end (zero copy).
+        .bytes([".magnetar.bookie"])
         .compile_protos(&files, &[dir])?;
     Ok(())
 }

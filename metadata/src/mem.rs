@@ -112,7 +112,7 @@ impl MemStore {
                 loop {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let Some(store) = weak.upgrade() else { return };
-                    store.locked();
+                    drop(store.locked());
                 }
             });
         }
@@ -153,7 +153,10 @@ impl MemStore {
         for op in ops {
             match op {
                 TxnOp::Put {
-                    key, value, session, ..
+                    key,
+                    value,
+                    session,
+                    ..
                 } => {
                     let value = Bytes::from(value);
                     st.keys.insert(
@@ -259,7 +262,9 @@ impl MetadataStore for MemStore {
             Some(v) => decode_counter(key, &v.value)?,
             None => 0,
         };
-        let next = cur + delta;
+        let next = cur.checked_add(delta).ok_or_else(|| {
+            MetadataError::InvalidArgument(format!("counter {key} would overflow"))
+        })?;
         self.apply(
             &mut st,
             vec![TxnOp::Put {
@@ -306,9 +311,13 @@ impl MetadataStore for MemStore {
     async fn watch(&self, prefix: &str, after: Version) -> Result<WatchStream> {
         let st = self.locked();
         let rx = self.events.subscribe();
-        let oldest = st.history.front().map(|(_, v, _)| v.0).unwrap_or(st.revision + 1);
+        let oldest = st
+            .history
+            .front()
+            .map(|(_, v, _)| v.0)
+            .unwrap_or(st.revision + 1);
         let mut backlog = Vec::new();
-        if after.0 + 1 < oldest && after.0 < st.revision {
+        if after.0.saturating_add(1) < oldest && after.0 < st.revision {
             backlog.push(Ok(WatchEvent::Reset {
                 version: Version(st.revision),
             }));
@@ -355,9 +364,9 @@ impl MetadataStore for MemStore {
 
 /// Decodes a counter value (8 bytes, big-endian).
 pub fn decode_counter(key: &str, value: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = value.try_into().map_err(|_| {
-        MetadataError::InvalidArgument(format!("{key} does not hold a counter"))
-    })?;
+    let bytes: [u8; 8] = value
+        .try_into()
+        .map_err(|_| MetadataError::InvalidArgument(format!("{key} does not hold a counter")))?;
     Ok(u64::from_be_bytes(bytes))
 }
 

@@ -156,10 +156,7 @@ pub trait MetadataStore: Send + Sync + 'static {
 }
 
 /// Lists every key under `prefix`, paging through the store.
-pub async fn list_all(
-    store: &dyn MetadataStore,
-    prefix: &str,
-) -> Result<Vec<(String, Versioned)>> {
+pub async fn list_all(store: &dyn MetadataStore, prefix: &str) -> Result<Vec<(String, Versioned)>> {
     let mut out = Vec::new();
     loop {
         let after = out.last().map(|(k, _): &(String, Versioned)| k.clone());

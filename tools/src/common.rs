@@ -2,12 +2,13 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Sets up `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+/// Sets up `tracing` to stderr, filtered by `RUST_LOG` (default `info`, openraft at `warn`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -4,3 +4,4 @@
 //! shutdown)`.
 
 pub mod common;
+pub mod standalone;

@@ -1,0 +1,312 @@
+//! Auto-recovery: one worker at a time (holding the ephemeral lock `/locks/auto-recovery`)
+//! finds ledger fragments with a copy on a bookie whose registration has been gone longer
+//! than a grace period, copies those entries from surviving replicas to a replacement
+//! bookie, and records the replacement in the ledger's metadata by CAS, until every entry
+//! has Qw copies again.
+//!
+//! The last fragment of a ledger that is still open is left to its writer (which changes
+//! ensemble on failure); everything else (closed ledgers, earlier fragments) is repaired here.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use magnetar_metadata::{list_all, Expect, MetadataStore, SessionKeeper};
+use magnetar_proto::bookie as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::LedgerId;
+use crate::client::meta::{self, ledger_id_of, LedgerMetadata, LedgerStatus, LEDGERS_PREFIX};
+use crate::client::pool::BookiePool;
+use crate::error::LedgerError;
+use crate::registration::list_bookies;
+use crate::wire::{from_status, lac_to_wire};
+
+type Result<T> = std::result::Result<T, LedgerError>;
+
+/// Key of the auto-recovery worker lock.
+pub const LOCK_KEY: &str = "/locks/auto-recovery";
+/// Entries copied per stream round-trip batch.
+const COPY_BATCH: usize = 512;
+
+/// Auto-recovery settings.
+#[derive(Debug, Clone)]
+pub struct AutoRecoveryConfig {
+    /// How long a bookie's registration must be gone before its fragments are re-replicated.
+    pub grace: Duration,
+    /// How often ledgers are scanned.
+    pub scan_interval: Duration,
+    /// TTL of the lock session.
+    pub session_ttl: Duration,
+}
+
+impl Default for AutoRecoveryConfig {
+    fn default() -> Self {
+        AutoRecoveryConfig {
+            grace: Duration::from_secs(30),
+            scan_interval: Duration::from_secs(5),
+            session_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Ledgers with a fragment on a bookie that is not registered now.
+pub async fn under_replicated(metadata: &Arc<dyn MetadataStore>) -> Result<Vec<LedgerId>> {
+    let live: HashSet<String> = list_bookies(metadata.as_ref())
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut out = Vec::new();
+    for (key, v) in list_all(metadata.as_ref(), LEDGERS_PREFIX).await? {
+        let (Some(id), Ok(m)) = (
+            ledger_id_of(&key),
+            serde_json::from_slice::<LedgerMetadata>(&v.value),
+        ) else {
+            continue;
+        };
+        if m.ensembles
+            .iter()
+            .any(|f| f.bookies.iter().any(|b| !live.contains(b)))
+        {
+            out.push(LedgerId(id));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the auto-recovery worker until `shutdown` fires; only the holder of the lock works.
+pub async fn run(
+    metadata: Arc<dyn MetadataStore>,
+    config: AutoRecoveryConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let pool = BookiePool::new(metadata.clone());
+    while !shutdown.is_cancelled() {
+        let keeper = match SessionKeeper::start(metadata.clone(), config.session_ttl).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "auto-recovery: cannot open session");
+                sleep_or(&shutdown, config.scan_interval).await;
+                continue;
+            }
+        };
+        match metadata
+            .put(
+                LOCK_KEY,
+                "auto-recovery".into(),
+                Expect::Absent,
+                Some(keeper.id()),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                if !e.is_bad_version() {
+                    tracing::warn!(error = %e, "auto-recovery: lock attempt failed");
+                }
+                let _ = keeper.close().await;
+                sleep_or(&shutdown, config.scan_interval).await;
+                continue;
+            }
+        }
+        tracing::info!("auto-recovery: lock acquired; this worker is active");
+        let lost = keeper.lost();
+        let mut worker = Worker {
+            pool: pool.clone(),
+            config: config.clone(),
+            missing_since: HashMap::new(),
+        };
+        loop {
+            if let Err(e) = worker.scan(&lost).await {
+                tracing::warn!(error = %e, "auto-recovery scan failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = keeper.close().await;
+                    return Ok(());
+                }
+                _ = lost.cancelled() => {
+                    tracing::warn!("auto-recovery: lock session lost");
+                    break;
+                }
+                _ = tokio::time::sleep(config.scan_interval) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_or(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+struct Worker {
+    pool: Arc<BookiePool>,
+    config: AutoRecoveryConfig,
+    missing_since: HashMap<String, Instant>,
+}
+
+impl Worker {
+    async fn scan(&mut self, lost: &CancellationToken) -> Result<()> {
+        let md = self.pool.metadata().clone();
+        let bookies = list_bookies(md.as_ref()).await?;
+        let live: HashSet<String> = bookies.iter().map(|(id, _)| id.clone()).collect();
+        self.missing_since.retain(|b, _| !live.contains(b));
+        let mut pending = 0u64;
+        for (key, v) in list_all(md.as_ref(), LEDGERS_PREFIX).await? {
+            if lost.is_cancelled() {
+                return Ok(());
+            }
+            let (Some(id), Ok(m)) = (
+                ledger_id_of(&key),
+                serde_json::from_slice::<LedgerMetadata>(&v.value),
+            ) else {
+                continue;
+            };
+            for (i, f) in m.ensembles.iter().enumerate() {
+                for b in &f.bookies {
+                    if live.contains(b) {
+                        continue;
+                    }
+                    let since = *self
+                        .missing_since
+                        .entry(b.clone())
+                        .or_insert_with(Instant::now);
+                    let last_open = i + 1 == m.ensembles.len() && m.state != LedgerStatus::Closed;
+                    pending += 1;
+                    if since.elapsed() < self.config.grace || last_open {
+                        continue;
+                    }
+                    match self.replicate(id, i, b, &live).await {
+                        Ok(n) => {
+                            pending -= 1;
+                            metrics::counter!("magnetar_bookie_autorecovery_fragments_total")
+                                .increment(1);
+                            tracing::info!(ledger = id, fragment = i, lost_bookie = %b, entries = n, "fragment re-replicated");
+                        }
+                        Err(e) => {
+                            tracing::warn!(ledger = id, fragment = i, lost_bookie = %b, error = %e, "re-replication failed; will retry")
+                        }
+                    }
+                }
+            }
+        }
+        metrics::gauge!("magnetar_bookie_autorecovery_underreplicated_fragments")
+            .set(pending as f64);
+        Ok(())
+    }
+
+    /// Copies the entries of fragment `fi` of ledger `id` that `lost` held to a new bookie,
+    /// then swaps it into the fragment by CAS. Returns the entries copied.
+    async fn replicate(
+        &self,
+        id: u64,
+        fi: usize,
+        lost: &str,
+        live: &HashSet<String>,
+    ) -> Result<u64> {
+        let md = self.pool.metadata().clone();
+        let (m, version) = meta::load(md.as_ref(), id).await?;
+        let frag = m
+            .ensembles
+            .get(fi)
+            .cloned()
+            .ok_or(LedgerError::NoSuchLedger(id))?;
+        let Some(pos) = frag.bookies.iter().position(|b| b == lost) else {
+            return Ok(0);
+        };
+        let writable = self.pool.writable().await?;
+        let mut candidates: Vec<String> = writable
+            .into_iter()
+            .map(|(b, _)| b)
+            .filter(|b| live.contains(b) && !frag.bookies.contains(b))
+            .collect();
+        rand::seq::SliceRandom::shuffle(candidates.as_mut_slice(), &mut rand::thread_rng());
+        let target = candidates.pop().ok_or(LedgerError::NotEnoughBookies {
+            needed: m.config.ensemble,
+            available: m.config.ensemble - 1,
+        })?;
+        let reads = crate::client::reader_ctx(self.pool.clone(), id, Arc::new(AtomicU64::new(0)));
+        let mut copied = 0u64;
+        if let Some(last) = m.fragment_last(fi) {
+            let e_sz = m.config.ensemble as u64;
+            let qw = m.config.write_quorum as u64;
+            let holds = |e: u64| (pos as u64 + e_sz - e % e_sz) % e_sz < qw;
+            let entries: Vec<u64> = (frag.first_entry..=last).filter(|e| holds(*e)).collect();
+            for chunk in entries.chunks(COPY_BATCH) {
+                let data: Vec<(u64, bytes::Bytes)> = futures::stream::iter(chunk.iter().copied())
+                    .map(|e| {
+                        let reads = reads.clone();
+                        let m = &m;
+                        async move { reads.read_entry(m, e).await.map(|d| (e, d)) }
+                    })
+                    .buffered(32)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_>>()?;
+                copy_to(&self.pool, &target, id, m.last_entry, data).await?;
+                copied += chunk.len() as u64;
+                metrics::counter!("magnetar_bookie_autorecovery_entries_copied_total")
+                    .increment(chunk.len() as u64);
+            }
+        }
+        let mut next = m.clone();
+        next.ensembles[fi].bookies[pos] = target.clone();
+        if meta::cas(md.as_ref(), id, &next, version).await?.is_none() {
+            return Err(LedgerError::Storage(format!(
+                "metadata of ledger {id} changed during re-replication"
+            )));
+        }
+        tracing::info!(ledger = id, fragment = fi, from = lost, to = %target, "replica replaced");
+        Ok(copied)
+    }
+}
+
+/// Writes entries to `bookie` as recovery adds over one stream; all must succeed.
+async fn copy_to(
+    pool: &BookiePool,
+    bookie: &str,
+    ledger: u64,
+    lac: Option<u64>,
+    entries: Vec<(u64, bytes::Bytes)>,
+) -> Result<()> {
+    let n = entries.len();
+    let reqs: Vec<pb::AddRequest> = entries
+        .into_iter()
+        .map(|(e, data)| pb::AddRequest {
+            ledger_id: ledger,
+            entry_id: e,
+            crc32c: crc32c::crc32c(&data),
+            data,
+            lac: lac_to_wire(lac),
+            recovery: true,
+        })
+        .collect();
+    let mut client = pool.client(bookie).await?;
+    let bookie_err = |m: String| LedgerError::Bookie {
+        bookie: bookie.to_string(),
+        message: m,
+    };
+    let mut resp = client
+        .add_entries(futures::stream::iter(reqs))
+        .await
+        .map_err(|s| bookie_err(s.to_string()))?
+        .into_inner();
+    let mut ok = 0;
+    while let Some(r) = resp.next().await {
+        let r = r.map_err(|s| bookie_err(s.to_string()))?;
+        from_status(r.status, r.message, bookie, ledger, r.entry_id)?;
+        ok += 1;
+    }
+    if ok != n {
+        return Err(bookie_err(format!("only {ok} of {n} copies acknowledged")));
+    }
+    Ok(())
+}

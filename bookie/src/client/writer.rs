@@ -1,0 +1,606 @@
+//! The single writer of a ledger: pipelined quorum adds over one persistent stream per
+//! bookie, in-order acknowledgement, and ensemble changes when a bookie fails.
+//!
+//! Entry `e` goes to the Qw bookies from ensemble index `e % E` of the last fragment. It is
+//! acknowledged once Qa of them have synced it and every earlier entry is acknowledged. When a
+//! bookie of the current ensemble fails, completions pause, a replacement is chosen, a new
+//! fragment starting at LAC+1 is recorded by CAS, and every unacknowledged entry is resent to
+//! the bookies of its new write set that have not acknowledged it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use magnetar_metadata::Version;
+use magnetar_proto::bookie as pb;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::meta::{self, Fragment, LedgerMetadata, LedgerStatus};
+use super::pool::BookiePool;
+use crate::api::{EntryId, LedgerConfig, LedgerId};
+use crate::error::LedgerError;
+use crate::wire::{lac_to_wire, MAX_ENTRY_BYTES};
+
+type Result<T> = std::result::Result<T, LedgerError>;
+
+/// An add not acknowledged by Qa bookies yet is resent elsewhere after this long.
+const ADD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts at recording one ensemble change before giving up.
+const MAX_CAS_ATTEMPTS: usize = 20;
+
+/// Why a writer stopped; every later add fails with the matching error.
+#[derive(Debug, Clone)]
+enum Failure {
+    Fenced,
+    Closed,
+    NotEnoughBookies { needed: usize, available: usize },
+    Other(String),
+}
+
+impl Failure {
+    fn error(&self, ledger: u64) -> LedgerError {
+        match self {
+            Failure::Fenced => LedgerError::Fenced(ledger),
+            Failure::Closed => LedgerError::Closed(ledger),
+            Failure::NotEnoughBookies { needed, available } => LedgerError::NotEnoughBookies {
+                needed: *needed,
+                available: *available,
+            },
+            Failure::Other(m) => LedgerError::Storage(m.clone()),
+        }
+    }
+}
+
+struct Pending {
+    entry: u64,
+    data: Bytes,
+    crc: u32,
+    acks: Vec<String>,
+    sent: Vec<String>,
+    since: Instant,
+    tx: Option<oneshot::Sender<Result<EntryId>>>,
+}
+
+struct State {
+    meta: LedgerMetadata,
+    version: Version,
+    next_entry: u64,
+    pending: VecDeque<Pending>,
+    failure: Option<Failure>,
+    changing: bool,
+    failed_bookies: Vec<String>,
+    /// Every bookie ever replaced; never chosen again by this writer.
+    replaced: Vec<String>,
+    streams: HashMap<String, (u64, mpsc::UnboundedSender<pb::AddRequest>)>,
+    stream_gen: u64,
+}
+
+/// Shared core of a writer; the response tasks and the ensemble-change task hold it too.
+pub(crate) struct WriterCore {
+    id: u64,
+    cfg: LedgerConfig,
+    pool: Arc<BookiePool>,
+    /// Recovery writer: adds bypass fencing; metadata must stay `InRecovery`.
+    recovery: bool,
+    state: Mutex<State>,
+    lac: AtomicI64,
+    drained: Notify,
+}
+
+impl WriterCore {
+    pub(crate) fn new(
+        pool: Arc<BookiePool>,
+        id: u64,
+        meta: LedgerMetadata,
+        version: Version,
+        next_entry: u64,
+        recovery: bool,
+    ) -> Arc<Self> {
+        let core = Arc::new(WriterCore {
+            id,
+            cfg: meta.config,
+            pool,
+            recovery,
+            lac: AtomicI64::new(next_entry as i64 - 1),
+            state: Mutex::new(State {
+                meta,
+                version,
+                next_entry,
+                pending: VecDeque::new(),
+                failure: None,
+                changing: false,
+                failed_bookies: Vec::new(),
+                replaced: Vec::new(),
+                streams: HashMap::new(),
+                stream_gen: 0,
+            }),
+            drained: Notify::new(),
+        });
+        tokio::spawn(watchdog(Arc::downgrade(&core)));
+        core
+    }
+
+    pub(crate) fn ledger(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn lac(&self) -> Option<u64> {
+        u64::try_from(self.lac.load(Ordering::SeqCst)).ok()
+    }
+
+    /// Current metadata and its version.
+    pub(crate) fn metadata(&self) -> (LedgerMetadata, Version) {
+        let st = self.state.lock();
+        (st.meta.clone(), st.version)
+    }
+
+    /// Queues an add; the id is fixed now.
+    pub(crate) fn add(self: &Arc<Self>, data: Bytes) -> BoxFuture<'static, Result<EntryId>> {
+        if data.len() > MAX_ENTRY_BYTES {
+            let e = LedgerError::TooLarge {
+                size: data.len(),
+                limit: MAX_ENTRY_BYTES,
+            };
+            return futures::future::ready(Err(e)).boxed();
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.state.lock();
+            if let Some(f) = &st.failure {
+                return futures::future::ready(Err(f.error(self.id))).boxed();
+            }
+            let entry = st.next_entry;
+            st.next_entry += 1;
+            st.pending.push_back(Pending {
+                entry,
+                crc: crc32c::crc32c(&data),
+                data,
+                acks: Vec::new(),
+                sent: Vec::new(),
+                since: Instant::now(),
+                tx: Some(tx),
+            });
+            if !st.changing {
+                let idx = st.pending.len() - 1;
+                self.send_pending(&mut st, idx);
+            }
+        }
+        let id = self.id;
+        async move { rx.await.map_err(|_| LedgerError::Closed(id))? }.boxed()
+    }
+
+    /// Sends pending entry `idx` to every bookie of its write set it was not sent to yet.
+    fn send_pending(self: &Arc<Self>, st: &mut State, idx: usize) {
+        let ws = st.meta.write_set(st.pending[idx].entry);
+        let lac = lac_to_wire(self.lac());
+        for b in ws {
+            if st.pending[idx].sent.contains(&b) {
+                continue;
+            }
+            let p = &st.pending[idx];
+            let req = pb::AddRequest {
+                ledger_id: self.id,
+                entry_id: p.entry,
+                data: p.data.clone(),
+                crc32c: p.crc,
+                lac,
+                recovery: self.recovery,
+            };
+            let tx = self.stream(st, &b);
+            if tx.send(req).is_ok() {
+                st.pending[idx].sent.push(b);
+            }
+        }
+    }
+
+    fn stream(
+        self: &Arc<Self>,
+        st: &mut State,
+        bookie: &str,
+    ) -> mpsc::UnboundedSender<pb::AddRequest> {
+        if let Some((_, tx)) = st.streams.get(bookie) {
+            if !tx.is_closed() {
+                return tx.clone();
+            }
+        }
+        st.stream_gen += 1;
+        let gen = st.stream_gen;
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.streams.insert(bookie.to_string(), (gen, tx.clone()));
+        tokio::spawn(run_stream(self.clone(), bookie.to_string(), gen, rx));
+        tx
+    }
+
+    fn on_ack(self: &Arc<Self>, bookie: &str, entry: u64) {
+        let mut st = self.state.lock();
+        let Some(front) = st.pending.front().map(|p| p.entry) else {
+            return;
+        };
+        if entry < front {
+            return;
+        }
+        let idx = (entry - front) as usize;
+        if idx >= st.pending.len() {
+            return;
+        }
+        if !st.meta.write_set(entry).iter().any(|b| b == bookie) {
+            return; // a replaced bookie's late ack does not count
+        }
+        let p = &mut st.pending[idx];
+        if !p.acks.iter().any(|b| b == bookie) {
+            p.acks.push(bookie.to_string());
+        }
+        self.complete(&mut st);
+    }
+
+    /// Acknowledges entries from the head while they have Qa acks.
+    fn complete(&self, st: &mut State) {
+        if st.changing {
+            return;
+        }
+        while st
+            .pending
+            .front()
+            .is_some_and(|p| p.acks.len() >= self.cfg.ack_quorum)
+        {
+            let mut p = st.pending.pop_front().expect("checked non-empty");
+            self.lac.store(p.entry as i64, Ordering::SeqCst);
+            if let Some(tx) = p.tx.take() {
+                let _ = tx.send(Ok(EntryId(p.entry)));
+            }
+        }
+        if st.pending.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    fn fail(&self, st: &mut State, f: Failure) {
+        if st.failure.is_none() {
+            tracing::warn!(ledger = self.id, failure = ?f, "ledger writer failed");
+            st.failure = Some(f.clone());
+        }
+        for mut p in st.pending.drain(..) {
+            if let Some(tx) = p.tx.take() {
+                let _ = tx.send(Err(f.error(self.id)));
+            }
+        }
+        st.streams.clear();
+        self.drained.notify_waiters();
+    }
+
+    /// A bookie failed (stream broke, timed out or answered with an error).
+    fn on_bookie_failure(self: &Arc<Self>, bookie: &str, err: LedgerError) {
+        let mut st = self.state.lock();
+        if st.failure.is_some() {
+            return;
+        }
+        if matches!(err, LedgerError::Fenced(_)) {
+            self.fail(&mut st, Failure::Fenced);
+            return;
+        }
+        let in_ensemble = st
+            .meta
+            .ensembles
+            .last()
+            .is_some_and(|f| f.bookies.iter().any(|b| b == bookie));
+        if !in_ensemble {
+            return;
+        }
+        tracing::warn!(ledger = self.id, bookie, error = %err, "bookie failed; changing ensemble");
+        self.pool.invalidate(bookie);
+        st.streams.remove(bookie);
+        if !st.failed_bookies.iter().any(|b| b == bookie) {
+            st.failed_bookies.push(bookie.to_string());
+        }
+        if !st.changing {
+            st.changing = true;
+            tokio::spawn(change_ensemble(self.clone()));
+        }
+    }
+
+    /// Waits until no add is outstanding; fails if the writer failed.
+    pub(crate) async fn drain(&self) -> Result<()> {
+        loop {
+            let notified = self.drained.notified();
+            {
+                let st = self.state.lock();
+                if let Some(f) = &st.failure {
+                    return Err(f.error(self.id));
+                }
+                if st.pending.is_empty() {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks the writer closed: later adds fail with `Closed`.
+    pub(crate) fn seal(&self) {
+        let mut st = self.state.lock();
+        if st.failure.is_none() {
+            st.failure = Some(Failure::Closed);
+        }
+        st.streams.clear();
+    }
+
+    /// Records a metadata version written by someone holding this writer (close).
+    pub(crate) fn set_metadata(&self, m: LedgerMetadata, v: Version) {
+        let mut st = self.state.lock();
+        st.meta = m;
+        st.version = v;
+    }
+}
+
+/// Drives one bookie's add stream: sends queued requests, routes responses.
+async fn run_stream(
+    core: Arc<WriterCore>,
+    bookie: String,
+    gen: u64,
+    rx: mpsc::UnboundedReceiver<pb::AddRequest>,
+) {
+    let res: Result<()> = async {
+        let mut client = core.pool.client(&bookie).await?;
+        let mut responses = client
+            .add_entries(UnboundedReceiverStream::new(rx))
+            .await
+            .map_err(|s| LedgerError::Bookie {
+                bookie: bookie.clone(),
+                message: s.to_string(),
+            })?
+            .into_inner();
+        while let Some(r) = responses.next().await {
+            let r = r.map_err(|s| LedgerError::Bookie {
+                bookie: bookie.clone(),
+                message: s.to_string(),
+            })?;
+            if r.status == pb::Status::Ok as i32 {
+                core.on_ack(&bookie, r.entry_id);
+            } else {
+                crate::wire::from_status(r.status, r.message, &bookie, r.ledger_id, r.entry_id)?;
+            }
+        }
+        Err(LedgerError::Bookie {
+            bookie: bookie.clone(),
+            message: "add stream ended".into(),
+        })
+    }
+    .await;
+    if let Err(e) = res {
+        let current = core
+            .state
+            .lock()
+            .streams
+            .get(&bookie)
+            .is_none_or(|(g, _)| *g == gen);
+        if current {
+            core.on_bookie_failure(&bookie, e);
+        }
+    }
+}
+
+/// Replaces failed bookies of the last fragment, records the change by CAS, resends.
+async fn change_ensemble(core: Arc<WriterCore>) {
+    loop {
+        let (failed, first, mut m, mut version, mut exclude) = {
+            let mut st = core.state.lock();
+            if st.failure.is_some() {
+                return;
+            }
+            if st.failed_bookies.is_empty() {
+                st.changing = false;
+                for i in 0..st.pending.len() {
+                    core.send_pending(&mut st, i);
+                }
+                core.complete(&mut st);
+                return;
+            }
+            let failed = std::mem::take(&mut st.failed_bookies);
+            st.replaced.extend(failed.iter().cloned());
+            let first = st.pending.front().map_or(st.next_entry, |p| p.entry);
+            (
+                failed,
+                first,
+                st.meta.clone(),
+                st.version,
+                st.replaced.clone(),
+            )
+        };
+        let started = Instant::now();
+        let mut attempt = 0;
+        let outcome: std::result::Result<(LedgerMetadata, Version), Failure> = loop {
+            attempt += 1;
+            let candidates = match core.pool.writable().await {
+                Ok(c) => c,
+                Err(e) => break Err(Failure::Other(e.to_string())),
+            };
+            let mut ensemble = m
+                .ensembles
+                .last()
+                .expect("ledger has a fragment")
+                .bookies
+                .clone();
+            exclude.extend(ensemble.iter().cloned());
+            let mut free: Vec<String> = candidates
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| !exclude.contains(id))
+                .collect();
+            let needed = failed.iter().filter(|f| ensemble.contains(f)).count();
+            if free.len() < needed {
+                break Err(Failure::NotEnoughBookies {
+                    needed: core.cfg.ensemble,
+                    available: core.cfg.ensemble - needed + free.len(),
+                });
+            }
+            rand::seq::SliceRandom::shuffle(free.as_mut_slice(), &mut rand::thread_rng());
+            for slot in ensemble.iter_mut() {
+                if failed.contains(slot) {
+                    *slot = free.pop().expect("counted above");
+                }
+            }
+            let mut next = m.clone();
+            match next.ensembles.last_mut() {
+                Some(last) if last.first_entry == first => last.bookies = ensemble,
+                _ => next.ensembles.push(Fragment {
+                    first_entry: first,
+                    bookies: ensemble,
+                }),
+            }
+            match meta::cas(core.pool.metadata().as_ref(), core.id, &next, version).await {
+                Ok(Some(v)) => break Ok((next, v)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(ledger = core.id, error = %e, "ensemble change CAS failed")
+                }
+            }
+            if attempt >= MAX_CAS_ATTEMPTS {
+                break Err(Failure::Other(
+                    "could not record the ensemble change".into(),
+                ));
+            }
+            match meta::load(core.pool.metadata().as_ref(), core.id).await {
+                Ok((fresh, v)) => {
+                    let allowed = if core.recovery {
+                        LedgerStatus::InRecovery
+                    } else {
+                        LedgerStatus::Open
+                    };
+                    if fresh.state != allowed {
+                        break Err(Failure::Fenced);
+                    }
+                    m = fresh;
+                    version = v;
+                }
+                Err(e) => tracing::warn!(ledger = core.id, error = %e, "reloading metadata failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+        };
+        let mut st = core.state.lock();
+        match outcome {
+            Ok((next, v)) => {
+                metrics::counter!("magnetar_bookie_client_ensemble_changes_total").increment(1);
+                tracing::info!(
+                    ledger = core.id,
+                    first_entry = first,
+                    ensemble = ?next.ensembles.last().map(|f| &f.bookies),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "ensemble changed"
+                );
+                st.meta = next;
+                st.version = v;
+                for p in st.pending.iter_mut() {
+                    p.acks.retain(|b| !failed.contains(b));
+                    p.sent.retain(|b| !failed.contains(b));
+                }
+            }
+            Err(f) => {
+                core.fail(&mut st, f);
+                return;
+            }
+        }
+    }
+}
+
+/// Treats bookies that leave the oldest pending add unacknowledged for too long as failed.
+async fn watchdog(core: std::sync::Weak<WriterCore>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(core) = core.upgrade() else { return };
+        let slow: Vec<String> = {
+            let st = core.state.lock();
+            if st.failure.is_some() {
+                return;
+            }
+            match st.pending.front() {
+                Some(p) if !st.changing && p.since.elapsed() > ADD_TIMEOUT => st
+                    .meta
+                    .write_set(p.entry)
+                    .into_iter()
+                    .filter(|b| !p.acks.contains(b))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        for b in slow {
+            core.on_bookie_failure(
+                &b,
+                LedgerError::Bookie {
+                    bookie: b.clone(),
+                    message: "add timed out".into(),
+                },
+            );
+        }
+    }
+}
+
+/// Handle of an open ledger's writer.
+pub(crate) struct Writer {
+    pub(crate) core: Arc<WriterCore>,
+    pub(crate) reads: super::reader::ReadCtx,
+}
+
+#[async_trait::async_trait]
+impl crate::api::LedgerWriter for Writer {
+    fn id(&self) -> LedgerId {
+        LedgerId(self.core.ledger())
+    }
+
+    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId>> {
+        self.core.add(data)
+    }
+
+    fn last_add_confirmed(&self) -> Option<EntryId> {
+        self.core.lac().map(EntryId)
+    }
+
+    async fn read(&self, first: EntryId, last: EntryId) -> Result<Vec<Bytes>> {
+        let lac = self.core.lac();
+        if lac.is_none_or(|l| last.0 > l) {
+            return Err(LedgerError::NoSuchEntry {
+                ledger: self.core.ledger(),
+                entry: last.0,
+            });
+        }
+        let (m, _) = self.core.metadata();
+        self.reads.read(&m, first.0, last.0).await
+    }
+
+    async fn close(&self) -> Result<Option<EntryId>> {
+        self.core.drain().await?;
+        let lac = self.core.lac();
+        let id = self.core.ledger();
+        let (mut m, mut v) = self.core.metadata();
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            if m.state == LedgerStatus::Closed {
+                self.core.seal();
+                return if m.last_entry == lac {
+                    Ok(lac.map(EntryId))
+                } else {
+                    Err(LedgerError::Fenced(id))
+                };
+            }
+            if m.state != LedgerStatus::Open {
+                return Err(LedgerError::Fenced(id));
+            }
+            let mut next = m.clone();
+            next.state = LedgerStatus::Closed;
+            next.last_entry = lac;
+            if let Some(nv) = meta::cas(self.core.pool.metadata().as_ref(), id, &next, v).await? {
+                self.core.set_metadata(next, nv);
+                self.core.seal();
+                return Ok(lac.map(EntryId));
+            }
+            (m, v) = meta::load(self.core.pool.metadata().as_ref(), id).await?;
+        }
+        Err(LedgerError::Storage(format!(
+            "could not close ledger {id}: metadata kept changing"
+        )))
+    }
+}

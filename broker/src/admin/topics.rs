@@ -1,0 +1,160 @@
+//! Topic endpoints: stats, partitioned topics, topic lists, HTTP lookup.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::{AdminError, AdminResult};
+use crate::broker::Broker;
+use crate::names::TopicName;
+
+type S = State<Arc<Broker>>;
+
+pub(super) fn routes() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/admin/v2/persistent/:t/:ns", get(list))
+        .route("/admin/v2/persistent/:t/:ns/partitioned", get(list_partitioned))
+        .route("/admin/v2/persistent/:t/:ns/:topic/stats", get(stats))
+        .route(
+            "/admin/v2/persistent/:t/:ns/:topic/partitions",
+            get(get_partitions).put(put_partitions),
+        )
+        .route("/lookup/v2/topic/persistent/:t/:ns/:topic", get(lookup))
+}
+
+fn topic_name(t: &str, ns: &str, topic: &str) -> AdminResult<TopicName> {
+    Ok(TopicName::parse(&format!("persistent://{t}/{ns}/{topic}"))?)
+}
+
+async fn list(State(b): S, Path((t, ns)): Path<(String, String)>) -> AdminResult<Json<Vec<String>>> {
+    Ok(Json(b.list_topics(&t, &ns).await?))
+}
+
+async fn list_partitioned(
+    State(b): S,
+    Path((t, ns)): Path<(String, String)>,
+) -> AdminResult<Json<Vec<String>>> {
+    Ok(Json(b.list_partitioned(&t, &ns).await?))
+}
+
+async fn stats(
+    State(b): S,
+    Path((t, ns, topic)): Path<(String, String, String)>,
+) -> AdminResult<Json<Value>> {
+    let name = topic_name(&t, &ns, &topic)?;
+    let topic = b.get_topic(&name, false).await?;
+    let mut subs = Map::new();
+    for s in topic.subscriptions() {
+        let snap = s.stats().await;
+        let consumers: Vec<Value> = snap
+            .as_ref()
+            .map(|x| {
+                x.consumers
+                    .iter()
+                    .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unacked: usize = snap
+            .as_ref()
+            .map(|x| x.consumers.iter().map(|c| c.unacked_messages).sum())
+            .unwrap_or(0);
+        subs.insert(
+            s.name.clone(),
+            json!({
+                "msgBacklog": snap.as_ref().map_or(0, |x| x.backlog),
+                "consumers": consumers,
+                "type": s.sub_type.name(),
+                "msgRateOut": 0.0,
+                "msgThroughputOut": 0.0,
+                "msgOutCounter": s.counters.msg_out.load(Ordering::Relaxed),
+                "bytesOutCounter": s.counters.bytes_out.load(Ordering::Relaxed),
+                "unackedMessages": unacked,
+                "isDurable": s.durable,
+            }),
+        );
+    }
+    let publishers: Vec<Value> = topic
+        .producers()
+        .iter()
+        .map(|p| json!({"producerName": p.name, "producerId": p.producer_id}))
+        .collect();
+    let msg_in = topic.counters.msg_in.load(Ordering::Relaxed);
+    let bytes_in = topic.counters.bytes_in.load(Ordering::Relaxed);
+    Ok(Json(json!({
+        "msgRateIn": 0.0,
+        "msgThroughputIn": 0.0,
+        "msgRateOut": 0.0,
+        "msgThroughputOut": 0.0,
+        "msgInCounter": msg_in,
+        "bytesInCounter": bytes_in,
+        "averageMsgSize": if msg_in > 0 { bytes_in as f64 / msg_in as f64 } else { 0.0 },
+        "storageSize": topic.log.size_bytes(),
+        "backlogSize": 0,
+        "publishers": publishers,
+        "subscriptions": subs,
+        "replication": {},
+        "deduplicationStatus": if b.config.deduplication_enabled { "Enabled" } else { "Disabled" },
+    })))
+}
+
+async fn get_partitions(
+    State(b): S,
+    Path((t, ns, topic)): Path<(String, String, String)>,
+) -> AdminResult<Json<Value>> {
+    let name = topic_name(&t, &ns, &topic)?;
+    Ok(Json(json!({ "partitions": b.partitions(&name).await? })))
+}
+
+async fn put_partitions(
+    State(b): S,
+    Path((t, ns, topic)): Path<(String, String, String)>,
+    body: String,
+) -> AdminResult<StatusCode> {
+    let name = topic_name(&t, &ns, &topic)?;
+    let n: u32 = body.trim().parse().map_err(|_| {
+        AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "body must be the number of partitions",
+        )
+    })?;
+    if n == 0 {
+        return Err(AdminError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Number of partitions should be more than 0",
+        ));
+    }
+    if b.topic_exists(&name).await? {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "This topic already exists as a non-partitioned topic",
+        ));
+    }
+    if b.create_partitioned(&name, n).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "Partitioned topic already exists",
+        ))
+    }
+}
+
+async fn lookup(
+    State(b): S,
+    Path((t, ns, topic)): Path<(String, String, String)>,
+) -> AdminResult<Json<Value>> {
+    let _ = topic_name(&t, &ns, &topic)?;
+    Ok(Json(json!({
+        "brokerUrl": b.broker_url,
+        "httpUrl": b.http_url,
+        "nativeUrl": b.broker_url,
+        "brokerUrlTls": "",
+        "httpUrlTls": "",
+    })))
+}

@@ -1,0 +1,72 @@
+"""The HTTP side of the standalone answers like Pulsar's: the health endpoint returns 200,
+/metrics serves Prometheus text, and topic stats use Pulsar's field names with counts that
+match what was produced (msgInCounter) and left unacknowledged (msgBacklog)."""
+
+import json
+
+import pulsar
+
+from conftest import http_get, wait_for
+
+
+def test_health_and_metrics(standalone):
+    status, _ = http_get(f"{standalone.http_url}/admin/v2/brokers/health")
+    assert status == 200
+    status, body = http_get(f"{standalone.http_url}/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    text = body.decode("utf-8", "replace")
+    assert "# TYPE" in text or "magnetar_" in text, f"not Prometheus text: {text[:300]!r}"
+
+
+def test_topic_stats_counts(standalone, client, topic):
+    name = topic.rsplit("/", 1)[-1]
+    client.subscribe(topic, "backlog-sub").close()
+    prod = client.create_producer(topic)
+    for i in range(7):
+        prod.send(f"s-{i}".encode())
+
+    def stats():
+        status, body = standalone.topic_stats(name)
+        if status != 200:
+            return None
+        st = json.loads(body)
+        sub = st.get("subscriptions", {}).get("backlog-sub", {})
+        if st.get("msgInCounter") == 7 and sub.get("msgBacklog") == 7:
+            return st
+        return None
+
+    st = wait_for(stats, 15, "stats showing msgInCounter=7 and msgBacklog=7")
+    assert len(st["publishers"]) == 1
+    prod.close()
+
+    cons = client.subscribe(topic, "backlog-sub")
+    for _ in range(7):
+        cons.acknowledge(cons.receive(timeout_millis=5000))
+    cons.close()  # flushes acks
+
+    def drained():
+        status, body = standalone.topic_stats(name)
+        return status == 200 and json.loads(body)["subscriptions"]["backlog-sub"]["msgBacklog"] == 0
+
+    wait_for(drained, 15, "msgBacklog to reach 0 after acking everything")
+
+
+def test_stats_of_unknown_topic_is_404(standalone):
+    status, _ = standalone.topic_stats("no-such-topic-" + "x" * 8)
+    assert status == 404
+
+
+def test_consumer_visible_in_stats(standalone, client, topic):
+    name = topic.rsplit("/", 1)[-1]
+    cons = client.subscribe(topic, "visible", consumer_type=pulsar.ConsumerType.Shared,
+                            consumer_name="watcher")
+
+    def has_consumer():
+        status, body = standalone.topic_stats(name)
+        if status != 200:
+            return False
+        consumers = json.loads(body).get("subscriptions", {}).get("visible", {}).get("consumers", [])
+        return any(c.get("consumerName") == "watcher" for c in consumers)
+
+    wait_for(has_consumer, 15, "consumer 'watcher' in subscription stats")
+    cons.close()
