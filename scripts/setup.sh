@@ -3,6 +3,7 @@
 # libclang (bindgen for the rocksdb crate), a C++ compiler, python3-venv, and the Rust
 # toolchain pinned in rust-toolchain.toml. Idempotent; quiet when everything is present.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
@@ -17,9 +18,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
+if ! command -v rustup >/dev/null 2>&1 && ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install rustup (https://rustup.rs) first" >&2
   exit 1
 fi
-# rust-toolchain.toml pins the toolchain; rustup installs it on first use.
+# rust-toolchain.toml pins the toolchain. Where it cannot be downloaded but the installed
+# stable toolchain is that very version, link it under the pinned name instead.
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if command -v rustup >/dev/null 2>&1 && ! rustup toolchain list | grep -q "^$pinned"; then
+  stable_version=$(RUSTUP_TOOLCHAIN=stable rustc --version 2>/dev/null | awk '{print $2}')
+  if [ "$stable_version" = "$pinned" ]; then
+    rustup toolchain link "$pinned" "$(RUSTUP_TOOLCHAIN=stable rustc --print sysroot)"
+  fi
+fi
 cargo --version >/dev/null

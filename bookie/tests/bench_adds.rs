@@ -66,6 +66,7 @@ async fn bench_bookie_adds() -> anyhow::Result<()> {
         for window in [1usize, 16, 256] {
             let w = bk.create(cfg).await?;
             let deadline = Duration::from_secs_f64(bench_secs());
+            let batches0: u64 = bookies.iter().map(|b| b.bookie().storage().batches()).sum();
             let start = Instant::now();
             let mut done = 0u64;
             let mut inflight = VecDeque::new();
@@ -81,6 +82,9 @@ async fn bench_bookie_adds() -> anyhow::Result<()> {
                 done += 1;
             }
             let secs = start.elapsed().as_secs_f64();
+            let batches: u64 =
+                bookies.iter().map(|b| b.bookie().storage().batches()).sum::<u64>() - batches0;
+            eprintln!("  {batches} group commits for {done} entries");
             let rate = done as f64 / secs;
             println!(
                 "| {n_bookies} | {}/{}/{} | {window} | {rate:.0} | {:.1} |",

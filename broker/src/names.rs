@@ -30,8 +30,7 @@ fn invalid(name: &str, reason: &'static str) -> BrokerError {
 
 fn valid_part(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | ':' | '%'))
 }
 

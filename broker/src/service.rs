@@ -26,12 +26,16 @@ pub async fn run(
     ledgers: Arc<dyn Ledgers>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let storage = crate::storage::managed::ManagedStorage::new(
-        &config,
-        ledgers,
-        metadata.clone(),
-    );
-    run_with_storage(config, pulsar_listener, http_listener, metadata, storage, shutdown).await
+    let storage = crate::storage::managed::ManagedStorage::new(&config, ledgers, metadata.clone());
+    run_with_storage(
+        config,
+        pulsar_listener,
+        http_listener,
+        metadata,
+        storage,
+        shutdown,
+    )
+    .await
 }
 
 /// Like [`run`] with any [`TopicStorage`] (tests use the in-memory one).

@@ -15,9 +15,9 @@ use crate::dispatch::SubType;
 use crate::error::{BrokerError, Result};
 use crate::names::TopicName;
 use crate::position::Position;
+use crate::storage::mem::MemCursor;
 use crate::storage::{InitialPosition, SubCursor, TopicLog};
 use crate::subscription::{ConnSender, SubscriptionHandle};
-use crate::storage::mem::MemCursor;
 
 /// A connected producer as the topic sees it.
 #[derive(Debug, Clone)]
@@ -134,7 +134,9 @@ impl Topic {
     ) -> Published {
         if self.terminated.load(Ordering::Relaxed) {
             let name = self.name.to_string();
-            return Published::Stored(async move { Err(BrokerError::TopicTerminated(name)) }.boxed());
+            return Published::Stored(
+                async move { Err(BrokerError::TopicTerminated(name)) }.boxed(),
+            );
         }
         if self.dedup {
             let mut st = self.state.lock();
@@ -276,9 +278,9 @@ impl Topic {
             (p, s)
         };
         for p in producers {
-            let _ = p
-                .out
-                .send(crate::subscription::ConnEvent::ProducerClosed(p.producer_id));
+            let _ = p.out.send(crate::subscription::ConnEvent::ProducerClosed(
+                p.producer_id,
+            ));
         }
         for s in subs {
             s.close().await;

@@ -20,7 +20,10 @@ async fn produced_messages_are_received_in_order_and_acks_stick() -> anyhow::Res
     let rid = c.request_id();
     c.send(commands::partitioned_metadata(topic, rid)).await?;
     let r = c.expect(Type::PartitionedMetadataResponse).await?;
-    assert_eq!(r.partition_metadata_response.and_then(|m| m.partitions), Some(0));
+    assert_eq!(
+        r.partition_metadata_response.and_then(|m| m.partitions),
+        Some(0)
+    );
     let rid = c.request_id();
     c.send(commands::lookup(topic, rid, false)).await?;
     let r = c.expect(Type::LookupResponse).await?;
@@ -77,9 +80,15 @@ async fn exclusive_second_consumer_is_refused_and_other_type_is_busy() -> anyhow
     let r = c.subscribe(topic, "s", 0, 1).await?;
     assert_eq!(commands::command_type(&r), Some(Type::Success));
     let r = c.subscribe(topic, "s", 0, 2).await?;
-    assert_eq!(r.error.map(|e| e.error), Some(ServerError::ConsumerBusy as i32));
+    assert_eq!(
+        r.error.map(|e| e.error),
+        Some(ServerError::ConsumerBusy as i32)
+    );
     let r = c.subscribe(topic, "s", 1, 3).await?;
-    assert_eq!(r.error.map(|e| e.error), Some(ServerError::ConsumerBusy as i32));
+    assert_eq!(
+        r.error.map(|e| e.error),
+        Some(ServerError::ConsumerBusy as i32)
+    );
     Ok(())
 }
 
@@ -121,7 +130,10 @@ async fn shared_subscription_redelivers_a_closed_consumers_messages() -> anyhow:
     }
     got.sort_unstable();
     assert_eq!(got, vec![0, 1, 2, 3]);
-    assert_eq!(redelivered, 0, "a consumer leaving is not a redelivery request");
+    assert_eq!(
+        redelivered, 0,
+        "a consumer leaving is not a redelivery request"
+    );
     Ok(())
 }
 
@@ -135,12 +147,11 @@ async fn bad_frames_close_only_their_connection() -> anyhow::Result<()> {
     raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await?;
     // A command before CONNECT gets an error and a close.
     let mut early = tokio::net::TcpStream::connect(b.pulsar).await?;
-    let mut f = tokio_util::codec::Framed::new(
-        &mut early,
-        magnetar_client::wire::PulsarCodec::default(),
-    );
+    let mut f =
+        tokio_util::codec::Framed::new(&mut early, magnetar_client::wire::PulsarCodec::default());
     futures::SinkExt::send(&mut f, commands::ping()).await?;
-    let reply = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut f)).await?;
+    let reply =
+        tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut f)).await?;
     assert!(matches!(reply, Some(Ok(Ok(ref fr))) if fr.command.error.is_some()));
     // The good connection still works.
     good.send(commands::ping()).await?;
@@ -165,15 +176,24 @@ async fn admin_health_and_partitions() -> anyhow::Result<()> {
     assert!(out.starts_with("HTTP/1.1 204"), "{out}");
     let mut c = Client::connect(b.pulsar, 20).await?;
     let rid = c.request_id();
-    c.send(commands::partitioned_metadata("persistent://public/default/pt", rid))
-        .await?;
+    c.send(commands::partitioned_metadata(
+        "persistent://public/default/pt",
+        rid,
+    ))
+    .await?;
     let r = c.expect(Type::PartitionedMetadataResponse).await?;
-    assert_eq!(r.partition_metadata_response.and_then(|m| m.partitions), Some(3));
+    assert_eq!(
+        r.partition_metadata_response.and_then(|m| m.partitions),
+        Some(3)
+    );
     let mut s = tokio::net::TcpStream::connect(b.http).await?;
     s.write_all(b"GET /admin/v2/brokers/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
-    assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("ok"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("ok"),
+        "{out}"
+    );
     Ok(())
 }

@@ -3,5 +3,8 @@
 //! server subcommand is a thin layer over the owning crate's `run(config, listener,
 //! shutdown)`.
 
+pub mod cmd_metadata;
 pub mod common;
 pub mod standalone;
+pub mod cmd_client;
+pub mod cmd_perf;

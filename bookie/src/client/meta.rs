@@ -70,6 +70,15 @@ impl LedgerMetadata {
         write_set(&f.bookies, self.config.write_quorum, entry)
     }
 
+    /// Whether `bookie` is in the write set of `entry` (no allocation; hot path of acks).
+    pub fn in_write_set(&self, entry: u64, bookie: &str) -> bool {
+        let f = &self.ensembles[self.fragment_index(entry)];
+        let e = f.bookies.len() as u64;
+        f.bookies.iter().enumerate().any(|(pos, b)| {
+            b == bookie && (pos as u64 + e - entry % e) % e < self.config.write_quorum as u64
+        })
+    }
+
     /// Last entry of fragment `i`, if bounded (`None` = open-ended last fragment).
     pub fn fragment_last(&self, i: usize) -> Option<u64> {
         match self.ensembles.get(i + 1) {
@@ -172,6 +181,11 @@ mod tests {
         assert_eq!(m.fragment_index(9), 0);
         assert_eq!(m.fragment_index(10), 1);
         assert_eq!(m.write_set(12), vec!["x", "b1"]);
+        for e in 0..30 {
+            for b in ["b0", "b1", "b2", "x"] {
+                assert_eq!(m.in_write_set(e, b), m.write_set(e).iter().any(|w| w == b));
+            }
+        }
         assert_eq!(m.fragment_last(0), Some(9));
         assert_eq!(m.fragment_last(1), Some(20));
         assert_eq!(ledger_id_of(&ledger_key(42)), Some(42));

@@ -229,7 +229,7 @@ impl WriterCore {
         if idx >= st.pending.len() {
             return;
         }
-        if !st.meta.write_set(entry).iter().any(|b| b == bookie) {
+        if !st.meta.in_write_set(entry, bookie) {
             return; // a replaced bookie's late ack does not count
         }
         let p = &mut st.pending[idx];

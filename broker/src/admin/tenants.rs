@@ -48,7 +48,9 @@ async fn get_json(b: &Broker, key: &str, what: &str) -> AdminResult<Json<Value>>
         .await
         .map_err(|e| AdminError::from(crate::error::BrokerError::from(e)))?
     {
-        Some(v) => Ok(Json(serde_json::from_slice(&v.value).unwrap_or(Value::Null))),
+        Some(v) => Ok(Json(
+            serde_json::from_slice(&v.value).unwrap_or(Value::Null),
+        )),
         None => Err(AdminError::new(
             StatusCode::NOT_FOUND,
             format!("{what} does not exist"),
@@ -77,23 +79,28 @@ async fn put_tenant(
     Path(t): Path<String>,
     body: Option<Json<Value>>,
 ) -> AdminResult<StatusCode> {
-    let value = body.map(|Json(v)| v).unwrap_or_else(|| {
-        serde_json::json!({"adminRoles": [], "allowedClusters": [b.config.cluster_name]})
-    });
+    let value = body.map(|Json(v)| v).unwrap_or_else(
+        || serde_json::json!({"adminRoles": [], "allowedClusters": [b.config.cluster_name]}),
+    );
     let created = create_if_absent(b.metadata.as_ref(), &format!("/tenants/{t}"), &value)
         .await
         .map_err(AdminError::from)?;
     if created {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AdminError::new(StatusCode::CONFLICT, "Tenant already exists"))
+        Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "Tenant already exists",
+        ))
     }
 }
 
 async fn namespaces(State(b): S, Path(t): Path<String>) -> AdminResult<Json<Vec<String>>> {
     let _ = get_json(&b, &format!("/tenants/{t}"), "Tenant").await?;
     let names = children(&b, &format!("/namespaces/{t}/")).await?;
-    Ok(Json(names.into_iter().map(|n| format!("{t}/{n}")).collect()))
+    Ok(Json(
+        names.into_iter().map(|n| format!("{t}/{n}")).collect(),
+    ))
 }
 
 async fn get_namespace(
@@ -112,12 +119,19 @@ async fn put_namespace(
     let value = body
         .map(|Json(v)| v)
         .unwrap_or_else(|| serde_json::json!({"replication_clusters": [b.config.cluster_name]}));
-    let created = create_if_absent(b.metadata.as_ref(), &format!("/namespaces/{t}/{ns}"), &value)
-        .await
-        .map_err(AdminError::from)?;
+    let created = create_if_absent(
+        b.metadata.as_ref(),
+        &format!("/namespaces/{t}/{ns}"),
+        &value,
+    )
+    .await
+    .map_err(AdminError::from)?;
     if created {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AdminError::new(StatusCode::CONFLICT, "Namespace already exists"))
+        Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "Namespace already exists",
+        ))
     }
 }

@@ -18,7 +18,10 @@ type S = State<Arc<Broker>>;
 pub(super) fn routes() -> Router<Arc<Broker>> {
     Router::new()
         .route("/admin/v2/persistent/:t/:ns", get(list))
-        .route("/admin/v2/persistent/:t/:ns/partitioned", get(list_partitioned))
+        .route(
+            "/admin/v2/persistent/:t/:ns/partitioned",
+            get(list_partitioned),
+        )
         .route("/admin/v2/persistent/:t/:ns/:topic/stats", get(stats))
         .route(
             "/admin/v2/persistent/:t/:ns/:topic/partitions",
@@ -31,7 +34,10 @@ fn topic_name(t: &str, ns: &str, topic: &str) -> AdminResult<TopicName> {
     Ok(TopicName::parse(&format!("persistent://{t}/{ns}/{topic}"))?)
 }
 
-async fn list(State(b): S, Path((t, ns)): Path<(String, String)>) -> AdminResult<Json<Vec<String>>> {
+async fn list(
+    State(b): S,
+    Path((t, ns)): Path<(String, String)>,
+) -> AdminResult<Json<Vec<String>>> {
     Ok(Json(b.list_topics(&t, &ns).await?))
 }
 

@@ -49,7 +49,11 @@ impl Conn {
             return;
         }
         let Some(sub_type) = SubType::from_wire(req.sub_type) else {
-            self.reply(commands::error(rid, ServerError::UnknownError, "unknown subscription type"));
+            self.reply(commands::error(
+                rid,
+                ServerError::UnknownError,
+                "unknown subscription type",
+            ));
             return;
         };
         let name = match TopicName::parse(&req.topic) {
@@ -62,7 +66,10 @@ impl Conn {
             Err(e) => return self.reply(commands::error(rid, wire_error(&e), e.to_string())),
         };
         let durable = req.durable.unwrap_or(true);
-        let mut initial = match req.initial_position.and_then(|p| WireInitial::try_from(p).ok()) {
+        let mut initial = match req
+            .initial_position
+            .and_then(|p| WireInitial::try_from(p).ok())
+        {
             Some(WireInitial::Earliest) => InitialPosition::Earliest,
             _ => InitialPosition::Latest,
         };
@@ -83,10 +90,14 @@ impl Conn {
             Ok(s) => s,
             Err(e) => return self.reply(commands::error(rid, wire_error(&e), e.to_string())),
         };
-        let consumer_name = req.consumer_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-            let n: u32 = rand::thread_rng().gen();
-            format!("consumer-{n:08x}")
-        });
+        let consumer_name = req
+            .consumer_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| {
+                let n: u32 = rand::thread_rng().gen();
+                format!("consumer-{n:08x}")
+            });
         let sticky_ranges = req.key_shared_meta.as_ref().and_then(|m| {
             (m.key_shared_mode == KeySharedMode::Sticky as i32).then(|| {
                 m.hash_ranges
@@ -110,7 +121,8 @@ impl Conn {
         match sub.add_consumer(info, sink).await {
             Ok(()) => {
                 debug!(topic = %name, sub = %req.subscription, consumer = %consumer_name, "subscribed");
-                self.consumers.insert(req.consumer_id, ConsumerState { topic, sub, key });
+                self.consumers
+                    .insert(req.consumer_id, ConsumerState { topic, sub, key });
                 self.reply(commands::success(rid));
             }
             Err(e) => {
@@ -160,8 +172,8 @@ impl Conn {
             return self.malformed();
         };
         if let Some(c) = self.consumers.get(&req.consumer_id) {
-            let positions = (!req.message_ids.is_empty())
-                .then(|| req.message_ids.iter().map(pos).collect());
+            let positions =
+                (!req.message_ids.is_empty()).then(|| req.message_ids.iter().map(pos).collect());
             c.sub.redeliver(c.key, positions);
         }
     }
@@ -186,7 +198,11 @@ impl Conn {
                 _ => pos(id),
             })
         } else {
-            self.reply(commands::error(rid, ServerError::UnknownError, "SEEK without target"));
+            self.reply(commands::error(
+                rid,
+                ServerError::UnknownError,
+                "SEEK without target",
+            ));
             return;
         };
         let sub = c.sub.clone();

@@ -1,9 +1,7 @@
 //! PARTITIONED_METADATA, LOOKUP, GET_TOPICS_OF_NAMESPACE and schema requests.
 
 use magnetar_client::wire::commands::{self, IntoCommand};
-use magnetar_client::wire::proto::{
-    BaseCommand, CommandGetOrCreateSchemaResponse, ServerError,
-};
+use magnetar_client::wire::proto::{BaseCommand, CommandGetOrCreateSchemaResponse, ServerError};
 
 use super::{wire_error, Conn};
 use crate::names::TopicName;

@@ -15,7 +15,9 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use magnetar_client::wire::proto::{base_command::Type, BaseCommand, ServerError};
-use magnetar_client::wire::{commands, Frame, Outbound, PulsarCodec, FRAME_PADDING, PROTOCOL_VERSION};
+use magnetar_client::wire::{
+    commands, Frame, Outbound, PulsarCodec, FRAME_PADDING, PROTOCOL_VERSION,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -106,15 +108,25 @@ async fn handshake(
             return None;
         }
     };
-    let Some(connect) = frame.command.connect.as_ref().filter(|_| {
-        commands::command_type(&frame.command) == Some(Type::Connect)
-    }) else {
+    let Some(connect) = frame
+        .command
+        .connect
+        .as_ref()
+        .filter(|_| commands::command_type(&frame.command) == Some(Type::Connect))
+    else {
         let _ = framed
-            .send(commands::error(0, ServerError::NotAllowedError, "expected CONNECT"))
+            .send(commands::error(
+                0,
+                ServerError::NotAllowedError,
+                "expected CONNECT",
+            ))
             .await;
         return None;
     };
-    let version = connect.protocol_version.unwrap_or(0).clamp(0, PROTOCOL_VERSION);
+    let version = connect
+        .protocol_version
+        .unwrap_or(0)
+        .clamp(0, PROTOCOL_VERSION);
     debug!(%peer, client = %connect.client_version, version, "CONNECT");
     let max = i32::try_from(broker.config.max_message_size).unwrap_or(i32::MAX);
     let reply = commands::connected(SERVER_VERSION, version, max, None);
@@ -238,7 +250,12 @@ impl Conn {
             } else {
                 ServerError::UnknownError
             };
-            self.reply(commands::send_error(send.producer_id, send.sequence_id, code, reason));
+            self.reply(commands::send_error(
+                send.producer_id,
+                send.sequence_id,
+                code,
+                reason,
+            ));
         } else {
             self.reply(commands::error(0, ServerError::UnknownError, reason));
         }
@@ -253,7 +270,11 @@ impl Conn {
             Some(Type::Ping) => self.reply(commands::pong()),
             Some(Type::Pong) => {}
             Some(Type::Connect) => {
-                self.reply(commands::error(0, ServerError::NotAllowedError, "already connected"));
+                self.reply(commands::error(
+                    0,
+                    ServerError::NotAllowedError,
+                    "already connected",
+                ));
             }
             Some(Type::PartitionedMetadata) => self.partitioned_metadata(command).await,
             Some(Type::Lookup) => self.lookup(command).await,

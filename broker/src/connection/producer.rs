@@ -26,7 +26,10 @@ impl Conn {
                 self.reply(commands::error(
                     rid,
                     ServerError::ProducerBusy,
-                    format!("producer id {} already in use on this connection", req.producer_id),
+                    format!(
+                        "producer id {} already in use on this connection",
+                        req.producer_id
+                    ),
                 ));
             }
             return;
@@ -44,7 +47,8 @@ impl Conn {
             None => self.broker.producer_name().await,
         };
         let exclusive = matches!(
-            req.producer_access_mode.and_then(|m| ProducerAccessMode::try_from(m).ok()),
+            req.producer_access_mode
+                .and_then(|m| ProducerAccessMode::try_from(m).ok()),
             Some(
                 ProducerAccessMode::Exclusive
                     | ProducerAccessMode::WaitForExclusive
@@ -105,7 +109,10 @@ impl Conn {
             ));
             return;
         };
-        let highest = send.highest_sequence_id.filter(|h| *h >= seq).unwrap_or(seq);
+        let highest = send
+            .highest_sequence_id
+            .filter(|h| *h >= seq)
+            .unwrap_or(seq);
         let num = send
             .num_messages
             .or(payload.metadata.num_messages_in_batch)

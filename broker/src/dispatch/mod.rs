@@ -225,7 +225,9 @@ impl Dispatcher {
         self.replay_dirty = true;
         let mut notices = self.elect();
         if self.sub_type == SubType::Failover
-            && !notices.iter().any(|n| matches!(n, Notice::ActiveChange { consumer, .. } if *consumer == key))
+            && !notices
+                .iter()
+                .any(|n| matches!(n, Notice::ActiveChange { consumer, .. } if *consumer == key))
         {
             notices.push(Notice::ActiveChange {
                 consumer: key,
@@ -500,7 +502,10 @@ impl Dispatcher {
             let overtakes = !was_replay
                 && e.slot.is_some_and(|s| {
                     self.sub_type == SubType::KeyShared
-                        && self.replay.iter().any(|(p, sl)| *sl == Some(s) && *p < e.pos)
+                        && self
+                            .replay
+                            .iter()
+                            .any(|(p, sl)| *sl == Some(s) && *p < e.pos)
                 });
             let choice = if overtakes {
                 None

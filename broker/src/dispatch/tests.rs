@@ -33,7 +33,10 @@ fn exclusive_refuses_second_consumer_and_respects_permits() {
     // The third waits for redelivery once permits come back.
     assert_eq!(d.replay_len(), 1);
     d.flow(1, 5);
-    assert_eq!(d.next_read(100), ReadPlan::Replay(vec![Position::new(1, 2)]));
+    assert_eq!(
+        d.next_read(100),
+        ReadPlan::Replay(vec![Position::new(1, 2)])
+    );
 }
 
 #[test]
@@ -48,7 +51,10 @@ fn shared_round_robins_and_redelivers_a_leaving_consumers_entries() {
     assert_eq!(to, vec![1, 2, 1, 2]);
     d.acked(Position::new(1, 0));
     d.remove_consumer(1);
-    assert_eq!(d.next_read(100), ReadPlan::Replay(vec![Position::new(1, 2)]));
+    assert_eq!(
+        d.next_read(100),
+        ReadPlan::Replay(vec![Position::new(1, 2)])
+    );
     let again = d.dispatch(&entries(2..3, |_| None));
     assert_eq!(again[0].consumer, 2);
     assert_eq!(again[0].redelivery_count, 0);
@@ -114,7 +120,9 @@ fn key_shared_keeps_per_key_order_when_consumers_change() {
     d.add_consumer(info(2, "b")).expect("b");
     d.flow(2, 100);
     // New entries for keys now owned by 2 must wait while 1 still holds earlier ones.
-    let out = d.dispatch(&entries(20..40, |e| Some(((e - 20) as u32 * 3001) % keys::SLOTS)));
+    let out = d.dispatch(&entries(20..40, |e| {
+        Some(((e - 20) as u32 * 3001) % keys::SLOTS)
+    }));
     for x in &out {
         assert_eq!(x.consumer, 1, "key moved while earlier entry pending");
     }

@@ -14,9 +14,10 @@ use magnetar_metadata::{list_all, Expect, Version};
 use parking_lot::Mutex;
 
 use super::error::{MlError, Result};
-use super::ledger::{Core, ManagedLedger};
+use super::ledger::ManagedLedger;
 use super::meta::{self, CursorInfo};
 use super::ranges::{AckRange, AckSet};
+use super::shared::Core;
 use super::state::{MlStatus, State};
 use super::Position;
 

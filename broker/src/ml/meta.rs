@@ -10,8 +10,8 @@ use magnetar_metadata::{Expect, MetadataStore, Version};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::error::{MlError, Result};
-use super::ledger::Core;
 use super::ranges::AckRange;
+use super::shared::Core;
 use super::Position;
 
 /// Settings of a managed ledger.

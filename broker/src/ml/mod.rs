@@ -29,6 +29,7 @@ mod ledger;
 mod meta;
 mod position;
 pub mod ranges;
+mod shared;
 mod state;
 mod trim;
 mod writer;

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::error::{MlError, Result};
-use super::ledger::Core;
 use super::meta::{self, LedgerInfo};
+use super::shared::Core;
 use super::state::MlStatus;
 use super::Position;
 

@@ -129,10 +129,7 @@ impl TopicLog for ManagedLog {
     }
 
     fn current_ledger(&self) -> u64 {
-        self.ml
-            .ledgers_info()
-            .last()
-            .map_or(0, |l| l.id.0)
+        self.ml.ledgers_info().last().map_or(0, |l| l.id.0)
     }
 
     fn entries(&self) -> u64 {

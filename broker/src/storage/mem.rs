@@ -188,7 +188,8 @@ impl SubCursor for MemCursor {
 
     fn read_position(&self) -> Position {
         let s = self.state.lock();
-        s.mark_delete.map_or(s.read_start, |m| m.next().max(s.read_start))
+        s.mark_delete
+            .map_or(s.read_start, |m| m.next().max(s.read_start))
     }
 
     async fn ack(&self, positions: &[Position]) -> Result<()> {

@@ -105,7 +105,9 @@ impl SubTask {
     }
 
     fn has_entries(&self) -> bool {
-        self.log.last_confirmed().is_some_and(|l| l >= self.read_pos)
+        self.log
+            .last_confirmed()
+            .is_some_and(|l| l >= self.read_pos)
     }
 
     /// Handles one request; returns true when the task should end.
@@ -154,9 +156,7 @@ impl SubTask {
                 let res = self.ack(items, cumulative).await;
                 if let (Some(rid), Some(sink)) = (request_id, self.sinks.get(&key)) {
                     if sink.protocol_version >= 17 {
-                        let err = res.err().map(|e| {
-                            (server_error(&e), e.to_string())
-                        });
+                        let err = res.err().map(|e| (server_error(&e), e.to_string()));
                         let cmd = commands::ack_response(sink.consumer_id, Some(rid), err);
                         let _ = sink.out.send(ConnEvent::Frame(Outbound::Command(cmd)));
                     }
@@ -249,7 +249,10 @@ impl SubTask {
             let Some(last) = items.last() else {
                 return Ok(());
             };
-            let partial = last.ack_set.as_ref().is_some_and(|s| s.iter().any(|w| *w != 0));
+            let partial = last
+                .ack_set
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|w| *w != 0));
             let upto = if partial {
                 self.acks.ack(last.pos, last.ack_set.as_deref());
                 if last.pos.entry == 0 {
@@ -405,7 +408,11 @@ impl SubTask {
             partition: (self.partition >= 0).then_some(self.partition),
             ..Default::default()
         };
-        let ack_set = self.acks.ack_set(d.pos).map(<[i64]>::to_vec).unwrap_or_default();
+        let ack_set = self
+            .acks
+            .ack_set(d.pos)
+            .map(<[i64]>::to_vec)
+            .unwrap_or_default();
         let cmd = commands::message(sink.consumer_id, id, d.redelivery_count, ack_set, None);
         self.counters.msg_out.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -418,7 +425,8 @@ impl SubTask {
 }
 
 fn server_error(e: &BrokerError) -> proto::ServerError {
-    proto::ServerError::try_from(e.server_error() as i32).unwrap_or(proto::ServerError::UnknownError)
+    proto::ServerError::try_from(e.server_error() as i32)
+        .unwrap_or(proto::ServerError::UnknownError)
 }
 
 /// First entry published at or after `time_ms` (or the end of the log).

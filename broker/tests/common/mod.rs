@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -46,15 +45,9 @@ pub async fn start_broker() -> TestBroker {
     };
     let sd = shutdown.clone();
     let task = tokio::spawn(async move {
-        let res = magnetar_broker::service::run(
-            config,
-            pl,
-            hl,
-            MemStore::new(),
-            MemLedgers::new(),
-            sd,
-        )
-        .await;
+        let res =
+            magnetar_broker::service::run(config, pl, hl, MemStore::new(), MemLedgers::new(), sd)
+                .await;
         if let Err(e) = res {
             panic!("broker failed: {e}");
         }
@@ -182,5 +175,3 @@ impl Client {
         Ok(f.command)
     }
 }
-
-pub fn _unused(_: Arc<()>) {}

@@ -1,7 +1,7 @@
 //! `magnetar`: runs Magnetar servers (standalone, metadata node, bookie, broker).
 
 use clap::{Parser, Subcommand};
-use magnetar_tools::{common, standalone};
+use magnetar_tools::{cmd_metadata, common, standalone};
 
 #[derive(Parser)]
 #[command(name = "magnetar", version, about = "Magnetar: a Pulsar-compatible messaging system")]
@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Metadata node, bookie(s) and broker in one process.
     Standalone(standalone::StandaloneArgs),
+    /// One metadata (Raft) node.
+    Metadata(cmd_metadata::MetadataArgs),
 }
 
 fn main() {
@@ -30,6 +32,7 @@ fn main() {
         let shutdown = common::shutdown_on_signals();
         match cli.command {
             Command::Standalone(args) => standalone::run(args, shutdown).await,
+            Command::Metadata(args) => cmd_metadata::run(args, shutdown).await,
         }
     });
     if let Err(e) = result {
