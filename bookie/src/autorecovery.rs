@@ -295,15 +295,20 @@ async fn copy_to(
         message: m,
     };
     let mut resp = client
-        .add_entries(futures::stream::iter(reqs))
+        .add_entries(futures::stream::iter(
+            reqs.chunks(64)
+                .map(|c| pb::AddBatch { adds: c.to_vec() })
+                .collect::<Vec<_>>(),
+        ))
         .await
         .map_err(|s| bookie_err(s.to_string()))?
         .into_inner();
     let mut ok = 0;
-    while let Some(r) = resp.next().await {
-        let r = r.map_err(|s| bookie_err(s.to_string()))?;
-        from_status(r.status, r.message, bookie, ledger, r.entry_id)?;
-        ok += 1;
+    while let Some(batch) = resp.next().await {
+        for r in batch.map_err(|s| bookie_err(s.to_string()))?.responses {
+            from_status(r.status, r.message, bookie, ledger, r.entry_id)?;
+            ok += 1;
+        }
     }
     if ok != n {
         return Err(bookie_err(format!("only {ok} of {n} copies acknowledged")));

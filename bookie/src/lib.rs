@@ -2,14 +2,19 @@
 //! in RocksDB, and the ledger client writes each entry to a quorum of them.
 //!
 //! Main types: [`Ledgers`], [`LedgerWriter`], [`LedgerReader`] (the API the broker uses);
-//! [`storage::Storage`] (a bookie's RocksDB store with a group-commit writer thread);
-//! [`server::run`] / [`server::Bookie`] (the bookie gRPC server and its registration under
-//! `/bookies/{bookie_id}`); [`BookieConfig`].
+//! [`BookKeeper`] (the quorum client implementing it: placement, pipelined adds, ensemble
+//! changes, fencing recovery, failover reads); [`mem::MemLedgers`] (in memory, for tests);
+//! [`storage::Storage`] (a bookie's RocksDB store with its group-commit writer thread);
+//! [`server::run`] / [`Bookie`] (the bookie gRPC server, registered as the ephemeral key
+//! `/bookies/{bookie_id}`); [`autorecovery`] (re-replication of lost bookies' fragments).
+//! Ledger metadata lives as JSON under `/ledgers/{id}` ([`client::meta`]), updated by CAS.
 //!
 //! Invariants: an add is acknowledged only after Qa bookies have synced it and every earlier
-//! entry is acknowledged; a fenced ledger accepts no further adds from its old writer; every
-//! stored entry carries a CRC32C that is checked on write and on every read; RocksDB is only
-//! called from the writer thread or the blocking pool, never from async worker threads.
+//! entry is acknowledged; a fenced ledger accepts no further adds from its old writer (only
+//! recovery writes); ledger metadata changes only by compare-and-set, so racing writers and
+//! recoverers converge; every stored entry carries a CRC32C that is checked on write and on
+//! every read; RocksDB is only called from the writer thread or the blocking pool, never
+//! from async worker threads.
 
 pub mod api;
 pub mod autorecovery;

@@ -277,3 +277,54 @@ impl LedgerReader for MemReader {
         read_range(self.id, &l, self.last_entry, first, last)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn recovery_fences_the_writer_and_fixes_the_last_entry() {
+        let ls = MemLedgers::new();
+        let w = ls.create(LedgerConfig::SINGLE).await.expect("create");
+        assert_eq!(w.add(b("a")).await.expect("add"), EntryId(0));
+        assert_eq!(w.add(b("b")).await.expect("add"), EntryId(1));
+        let r = ls.open(w.id(), true).await.expect("recover");
+        assert_eq!(r.last_entry(), Some(EntryId(1)));
+        assert!(ls.is_fenced(w.id()));
+        assert!(matches!(w.add(b("c")).await, Err(LedgerError::Fenced(_))));
+        assert_eq!(
+            r.read(EntryId(0), EntryId(1)).await.expect("read"),
+            vec![b("a"), b("b")]
+        );
+        assert!(r.read(EntryId(0), EntryId(2)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_add_fails_every_later_add() {
+        let ls = MemLedgers::new();
+        let w = ls.create(LedgerConfig::SINGLE).await.expect("create");
+        ls.fail_adds(true);
+        assert!(w.add(b("a")).await.is_err());
+        ls.fail_adds(false);
+        assert!(w.add(b("b")).await.is_err());
+        assert_eq!(w.close().await.expect("close"), None);
+        ls.delete(w.id()).await.expect("delete");
+        assert!(!ls.exists(w.id()));
+    }
+
+    #[tokio::test]
+    async fn held_adds_are_stored_but_not_confirmed() {
+        let ls = MemLedgers::new();
+        let w = ls.create(LedgerConfig::SINGLE).await.expect("create");
+        ls.hold_adds(true);
+        let f = w.add(b("a"));
+        assert_eq!(w.last_add_confirmed(), None);
+        ls.hold_adds(false);
+        assert_eq!(f.await.expect("add"), EntryId(0));
+        assert_eq!(w.last_add_confirmed(), Some(EntryId(0)));
+    }
+}

@@ -47,7 +47,51 @@ fn add_response(ledger: u64, entry: u64, res: Result<()>) -> pb::AddResponse {
     }
 }
 
-type AddStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::AddResponse, Status>> + Send>>;
+type AddStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<pb::AddBatchResponse, Status>> + Send>>;
+type BatchFuture = Pin<Box<dyn std::future::Future<Output = pb::AddBatchResponse> + Send>>;
+
+/// Queues every add of a batch (in order) and returns the future of its response.
+async fn enqueue_batch(storage: &Storage, batch: pb::AddBatch) -> BatchFuture {
+    let mut futs: Vec<Pin<Box<dyn std::future::Future<Output = pb::AddResponse> + Send>>> =
+        Vec::with_capacity(batch.adds.len());
+    for r in batch.adds {
+        let (l, e) = (r.ledger_id, r.entry_id);
+        if r.data.len() > MAX_ENTRY_BYTES {
+            let err = LedgerError::TooLarge {
+                size: r.data.len(),
+                limit: MAX_ENTRY_BYTES,
+            };
+            futs.push(Box::pin(futures::future::ready(add_response(
+                l,
+                e,
+                Err(err),
+            ))));
+            continue;
+        }
+        let op = AddOp {
+            ledger: l,
+            entry: e,
+            data: r.data,
+            crc: r.crc32c,
+            lac: lac_from_wire(r.lac),
+            recovery: r.recovery,
+        };
+        match storage.enqueue_add(op).await {
+            Ok(fut) => futs.push(Box::pin(async move { add_response(l, e, fut.await) })),
+            Err(err) => futs.push(Box::pin(futures::future::ready(add_response(
+                l,
+                e,
+                Err(err),
+            )))),
+        }
+    }
+    Box::pin(async move {
+        pb::AddBatchResponse {
+            responses: futures::future::join_all(futs).await,
+        }
+    })
+}
 
 #[tonic::async_trait]
 impl BookieRpc for Service {
@@ -55,16 +99,14 @@ impl BookieRpc for Service {
 
     async fn add_entries(
         &self,
-        req: Request<Streaming<pb::AddRequest>>,
+        req: Request<Streaming<pb::AddBatch>>,
     ) -> std::result::Result<Response<AddStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let storage = self.storage.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let mut pending: FuturesOrdered<
-                Pin<Box<dyn std::future::Future<Output = pb::AddResponse> + Send>>,
-            > = FuturesOrdered::new();
+            let mut pending: FuturesOrdered<BatchFuture> = FuturesOrdered::new();
             let mut open = true;
             loop {
                 tokio::select! {
@@ -76,28 +118,7 @@ impl BookieRpc for Service {
                     }
                     _ = shutdown.cancelled(), if open => open = false,
                     msg = inbound.message(), if open => match msg {
-                        Ok(Some(r)) => {
-                            let (l, e) = (r.ledger_id, r.entry_id);
-                            if r.data.len() > MAX_ENTRY_BYTES {
-                                let err = LedgerError::TooLarge { size: r.data.len(), limit: MAX_ENTRY_BYTES };
-                                pending.push_back(Box::pin(futures::future::ready(add_response(l, e, Err(err)))));
-                                continue;
-                            }
-                            let op = AddOp {
-                                ledger: l,
-                                entry: e,
-                                data: r.data,
-                                crc: r.crc32c,
-                                lac: lac_from_wire(r.lac),
-                                recovery: r.recovery,
-                            };
-                            match storage.enqueue_add(op).await {
-                                Ok(fut) => pending.push_back(Box::pin(async move {
-                                    add_response(l, e, fut.await)
-                                })),
-                                Err(err) => pending.push_back(Box::pin(futures::future::ready(add_response(l, e, Err(err))))),
-                            }
-                        }
+                        Ok(Some(batch)) => pending.push_back(enqueue_batch(&storage, batch).await),
                         Ok(None) => open = false,
                         Err(status) => {
                             tracing::debug!(error = %status, "add stream broke");
@@ -313,7 +334,13 @@ impl Bookie {
             storage: storage.clone(),
             shutdown: shutdown.clone(),
         };
+        // Every open ledger keeps one add stream per bookie: allow many streams, and large
+        // flow-control windows so pipelined adds are not throttled per stream.
         let server = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(100_000))
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(32 << 20))
+            .tcp_nodelay(true)
             .add_service(
                 BookieServer::new(svc)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -345,10 +372,13 @@ impl Bookie {
                 }
             };
             shutdown.cancel();
+            let _ = reg.await;
             if let Err(e) = task_storage.sync().await {
                 tracing::error!(bookie = %task_id, error = %e, "final sync failed");
             }
-            let _ = reg.await;
+            if let Err(e) = task_storage.close().await {
+                tracing::error!(bookie = %task_id, error = %e, "closing storage failed");
+            }
             tracing::info!(bookie = %task_id, "bookie stopped");
             res
         });

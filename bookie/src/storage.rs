@@ -104,6 +104,12 @@ fn verify(bookie: &str, ledger: u64, entry: u64, value: &[u8]) -> Result<(Bytes,
     Ok((Bytes::copy_from_slice(data), crc))
 }
 
+impl Inner {
+    fn db(&self) -> Result<Arc<DB>> {
+        self.db.read().clone().ok_or(LedgerError::Shutdown)
+    }
+}
+
 fn storage_err(e: rocksdb::Error) -> LedgerError {
     LedgerError::Storage(e.into_string())
 }
@@ -129,6 +135,8 @@ enum Op {
     Fence(u64, oneshot::Sender<Result<Option<u64>>>),
     Delete(u64, oneshot::Sender<Result<()>>),
     Corrupt(u64, u64, oneshot::Sender<Result<()>>),
+    /// Stop the writer thread after the ops queued before it.
+    Close(oneshot::Sender<Result<()>>),
 }
 
 /// Test and operations hooks shared between the storage and whoever drives it.
@@ -146,7 +154,8 @@ pub struct Storage {
 }
 
 struct Inner {
-    db: Arc<DB>,
+    /// `None` once closed; taken out (and dropped, releasing RocksDB's lock) by `close`.
+    db: RwLock<Option<Arc<DB>>>,
     bookie: String,
     ledgers: RwLock<HashMap<u64, LedgerState>>,
     read_only: AtomicBool,
@@ -198,7 +207,7 @@ impl Storage {
         }
         let (changes, _) = watch::channel(0);
         let inner = Arc::new(Inner {
-            db,
+            db: RwLock::new(Some(db)),
             bookie: bookie.to_string(),
             ledgers: RwLock::new(ledgers),
             read_only: AtomicBool::new(false),
@@ -307,18 +316,19 @@ impl Storage {
     pub async fn read(&self, ledger: u64, entry: u64) -> Result<(Bytes, u32)> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let cf = inner.db.cf_handle(CF_ENTRIES).expect("created on open");
-            match inner
-                .db
+            let db = inner.db()?;
+            let cf = db.cf_handle(CF_ENTRIES).expect("created on open");
+            let value = db
                 .get_pinned_cf(&cf, entry_key(ledger, entry))
-                .map_err(storage_err)?
-            {
+                .map_err(storage_err)?;
+            let res = match value {
                 Some(v) => verify(&inner.bookie, ledger, entry, &v),
                 None if inner.ledgers.read().contains_key(&ledger) => {
                     Err(LedgerError::NoSuchEntry { ledger, entry })
                 }
                 None => Err(LedgerError::NoSuchLedger(ledger)),
-            }
+            };
+            res
         })
         .await
         .map_err(|_| LedgerError::Shutdown)?
@@ -338,14 +348,15 @@ impl Storage {
             if !inner.ledgers.read().contains_key(&ledger) {
                 return Err(LedgerError::NoSuchLedger(ledger));
             }
-            let cf = inner.db.cf_handle(CF_ENTRIES).expect("created on open");
+            let db = inner.db()?;
+            let cf = db.cf_handle(CF_ENTRIES).expect("created on open");
             let mut ro = rocksdb::ReadOptions::default();
             ro.set_iterate_upper_bound(entry_key(ledger, last.saturating_add(1)).to_vec());
             let start = entry_key(ledger, first);
             let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
             let mut out = Vec::new();
             let mut bytes = 0usize;
-            for item in inner.db.iterator_cf_opt(&cf, ro, mode) {
+            for item in db.iterator_cf_opt(&cf, ro, mode) {
                 let (k, v) = item.map_err(storage_err)?;
                 let Some((l, e)) = split_key(&k) else { break };
                 if l != ledger || e > last {
@@ -364,12 +375,39 @@ impl Storage {
         .map_err(|_| LedgerError::Shutdown)?
     }
 
+    /// Stops the writer thread (after the ops queued before this call), flushes and closes
+    /// RocksDB, releasing its lock so the directory can be opened again. Later calls fail
+    /// with `Shutdown`.
+    pub async fn close(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Op::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(db) = inner.db.write().take() else {
+                return Ok(());
+            };
+            // Reads in flight hold clones for a moment; wait (bounded) for them to finish.
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while Arc::strong_count(&db) > 1 && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let res = db.flush_wal(true).map_err(storage_err);
+            drop(db);
+            res
+        })
+        .await
+        .map_err(|_| LedgerError::Shutdown)?
+    }
+
     /// Flushes memtables and the WAL (used at shutdown).
     pub async fn sync(&self) -> Result<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            inner.db.flush_wal(true).map_err(storage_err)?;
-            inner.db.flush().map_err(storage_err)
+            let db = inner.db()?;
+            db.flush_wal(true).map_err(storage_err)?;
+            db.flush().map_err(storage_err)
         })
         .await
         .map_err(|_| LedgerError::Shutdown)?
@@ -384,19 +422,23 @@ enum Done {
 
 /// The group-commit loop: one synced `WriteBatch` per drain of the queue.
 fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
-    let entries_cf = inner.db.cf_handle(CF_ENTRIES).expect("created on open");
-    let ledgers_cf = inner.db.cf_handle(CF_LEDGERS).expect("created on open");
+    let Ok(db) = inner.db() else { return };
+    let entries_cf = db.cf_handle(CF_ENTRIES).expect("created on open");
+    let ledgers_cf = db.cf_handle(CF_LEDGERS).expect("created on open");
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
+    let mut closing: Option<oneshot::Sender<Result<()>>> = None;
     while let Some(first) = rx.blocking_recv() {
+        let mut close_seen = matches!(first, Op::Close(_));
         let mut ops = vec![first];
         let mut bytes = 0usize;
-        while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+        while !close_seen && ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(op) => {
                     if let Op::Add(a, _) = &op {
                         bytes += a.data.len();
                     }
+                    close_seen = matches!(op, Op::Close(_));
                     ops.push(op);
                 }
                 Err(_) => break,
@@ -459,8 +501,11 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                     staged.insert(l, None);
                     done.push(Done::Unit(tx, Ok(())));
                 }
+                Op::Close(tx) => {
+                    closing = Some(tx);
+                }
                 Op::Corrupt(l, e, tx) => {
-                    let res = match inner.db.get_cf(&entries_cf, entry_key(l, e)) {
+                    let res = match db.get_cf(&entries_cf, entry_key(l, e)) {
                         Ok(Some(mut v)) if !v.is_empty() => {
                             v[0] ^= 0xff;
                             batch.put_cf(&entries_cf, entry_key(l, e), v);
@@ -484,7 +529,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
         } else if batch.is_empty() {
             Ok(())
         } else {
-            inner.db.write_opt(batch, &wo).map_err(|e| {
+            db.write_opt(batch, &wo).map_err(|e| {
                 let msg = e.into_string();
                 if msg.contains("No space left") {
                     inner.read_only.store(true, Ordering::SeqCst);
@@ -527,9 +572,19 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                 }
             }
         }
+        if closing.is_some() {
+            break;
+        }
     }
-    if let Err(e) = inner.db.flush_wal(true) {
+    // Ops still queued after a close (or after every sender is gone) fail with Shutdown
+    // when their senders are dropped with the receiver.
+    rx.close();
+    if let Err(e) = db.flush_wal(true) {
         tracing::warn!(error = %e, "final WAL flush failed");
+    }
+    drop(db);
+    if let Some(tx) = closing {
+        let _ = tx.send(Ok(()));
     }
 }
 

@@ -66,3 +66,37 @@ pub fn lac_from_wire(lac: i64) -> Option<u64> {
 pub const MAX_ENTRY_BYTES: usize = 5 * 1024 * 1024;
 /// gRPC message limit: one entry plus framing.
 pub const MAX_MESSAGE_BYTES: usize = MAX_ENTRY_BYTES + 64 * 1024;
+/// Payload bytes a client coalesces into one `AddBatch` (a larger single entry travels alone).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Adds a client coalesces into one `AddBatch`.
+pub const MAX_BATCH_ADDS: usize = 1024;
+
+/// Turns a queue of adds into a stream of `AddBatch`es holding whatever is queued (at most
+/// [`MAX_BATCH_ADDS`] adds / [`MAX_BATCH_BYTES`], or one larger entry alone).
+pub fn batch_adds(
+    rx: tokio::sync::mpsc::UnboundedReceiver<magnetar_proto::bookie::AddRequest>,
+) -> impl futures::Stream<Item = magnetar_proto::bookie::AddBatch> + Send + 'static {
+    futures::stream::unfold((rx, None), |(mut rx, carry)| async move {
+        let first = match carry {
+            Some(r) => r,
+            None => rx.recv().await?,
+        };
+        let mut bytes = first.data.len();
+        let mut adds = vec![first];
+        let mut carry = None;
+        while adds.len() < MAX_BATCH_ADDS {
+            match rx.try_recv() {
+                Ok(r) if bytes + r.data.len() > MAX_BATCH_BYTES => {
+                    carry = Some(r);
+                    break;
+                }
+                Ok(r) => {
+                    bytes += r.data.len();
+                    adds.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        Some((magnetar_proto::bookie::AddBatch { adds }, (rx, carry)))
+    })
+}

@@ -82,8 +82,11 @@ async fn bench_bookie_adds() -> anyhow::Result<()> {
                 done += 1;
             }
             let secs = start.elapsed().as_secs_f64();
-            let batches: u64 =
-                bookies.iter().map(|b| b.bookie().storage().batches()).sum::<u64>() - batches0;
+            let batches: u64 = bookies
+                .iter()
+                .map(|b| b.bookie().storage().batches())
+                .sum::<u64>()
+                - batches0;
             eprintln!("  {batches} group commits for {done} entries");
             let rate = done as f64 / secs;
             println!(
@@ -105,7 +108,10 @@ async fn bench_bookie_adds() -> anyhow::Result<()> {
             b.kill().await;
         }
     }
-    println!("group commit speed-up (1 bookie, 256 vs 1 in flight): {:.1}x", rate_256 / rate_1);
+    println!(
+        "group commit speed-up (1 bookie, 256 vs 1 in flight): {:.1}x",
+        rate_256 / rate_1
+    );
     assert!(rate_256 >= 20.0 * rate_1, "group commit speed-up below 20x");
     Ok(())
 }

@@ -77,20 +77,22 @@ async fn bad_requests_get_clear_errors() -> anyhow::Result<()> {
     // Raw protocol: oversized entry, fenced ledger.
     let mut c = bk.pool().client(&bookies[0].id).await?;
     let resp = c
-        .add_entries(futures::stream::iter(vec![pb::AddRequest {
-            ledger_id: 999,
-            entry_id: 0,
-            crc32c: crc32c::crc32c(&big),
-            data: big,
-            lac: -1,
-            recovery: false,
+        .add_entries(futures::stream::iter(vec![pb::AddBatch {
+            adds: vec![pb::AddRequest {
+                ledger_id: 999,
+                entry_id: 0,
+                crc32c: crc32c::crc32c(&big),
+                data: big,
+                lac: -1,
+                recovery: false,
+            }],
         }]))
         .await?
         .into_inner();
     let resp: Vec<_> = futures::StreamExt::collect::<Vec<_>>(resp).await;
     assert_eq!(resp.len(), 1);
     assert_eq!(
-        resp[0].as_ref().map(|r| r.status).ok(),
+        resp[0].as_ref().map(|r| r.responses[0].status).ok(),
         Some(pb::Status::TooLarge as i32)
     );
     assert_eq!(bk.pool().fence(&bookies[0].id, w.id().0).await?, None);

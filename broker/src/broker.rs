@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::BrokerConfig;
+use crate::dispatch::SubType;
 use crate::error::{BrokerError, Result};
 use crate::names::TopicName;
+use crate::storage::InitialPosition;
 use crate::storage::TopicStorage;
 use crate::topic::Topic;
 
@@ -41,6 +43,8 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     topics: Mutex<HashMap<TopicName, Arc<OnceCell<Arc<Topic>>>>>,
     next_key: AtomicU64,
+    /// Cluster mode (bundle ownership); unset in standalone, where this broker serves all.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Metadata key marking that a (non-partitioned) topic exists.
@@ -73,6 +77,7 @@ impl Broker {
             shutdown,
             topics: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -125,7 +130,27 @@ impl Broker {
                 "non-persistent topics are not supported".into(),
             ));
         }
-        let cell = self.topics.lock().entry(name.clone()).or_default().clone();
+        if let Some(cluster) = self.cluster.get() {
+            cluster.check_owned(name).await?;
+        }
+        let cell = {
+            let mut topics = self.topics.lock();
+            let stale = topics
+                .get(name)
+                .and_then(|c| c.get())
+                .filter(|t| !t.log.is_healthy())
+                .cloned();
+            if let Some(old) = stale {
+                // The log failed or lost ownership: close the old instance (clients
+                // reconnect) and open the topic afresh.
+                warn!(topic = %name, "topic log unhealthy; reopening");
+                topics.remove(name);
+                tokio::spawn(async move {
+                    let _ = old.close().await;
+                });
+            }
+            topics.entry(name.clone()).or_default().clone()
+        };
         let res = cell
             .get_or_try_init(|| async {
                 let exists = self.topic_exists(name).await?;
@@ -150,13 +175,21 @@ impl Broker {
                     }
                 }
                 let log = self.storage.open(&name.ledger_name()).await?;
-                debug!(topic = %name, "topic loaded");
-                Ok(Arc::new(Topic::new(
+                let topic = Arc::new(Topic::new(
                     name.clone(),
-                    log,
+                    log.clone(),
                     self.config.deduplication_enabled,
                     self.config.dispatch_max_read_entries,
-                )))
+                ));
+                // Durable subscriptions exist before any consumer comes back (stats,
+                // admin); the first consumer sets their type.
+                for sub in log.cursor_names() {
+                    topic
+                        .subscribe(&sub, SubType::Exclusive, true, InitialPosition::Latest)
+                        .await?;
+                }
+                debug!(topic = %name, "topic loaded");
+                Ok(topic)
             })
             .await
             .cloned();
@@ -208,7 +241,22 @@ impl Broker {
             .into_iter()
             .map(|(k, _)| format!("persistent://{tenant}/{ns}/{}", &k[prefix.len()..]))
             .collect();
+        // Every partition of a partitioned topic is listed, used or not (as Pulsar does).
+        let pprefix = format!("/partitioned-topics/{tenant}/{ns}/");
+        for (k, v) in list_all(self.metadata.as_ref(), &pprefix).await? {
+            let Ok(m) = serde_json::from_slice::<PartitionedMetadata>(&v.value) else {
+                continue;
+            };
+            let base = &k[pprefix.len()..];
+            for i in 0..m.partitions {
+                out.push(format!(
+                    "persistent://{tenant}/{ns}/{base}{}{i}",
+                    crate::names::PARTITION_SUFFIX
+                ));
+            }
+        }
         out.sort();
+        out.dedup();
         Ok(out)
     }
 
@@ -222,6 +270,28 @@ impl Broker {
             .collect())
     }
 
+    /// Deletes a topic: its log, subscriptions and existence marker. Refused while clients
+    /// are connected unless `force`.
+    pub async fn delete_topic(&self, name: &TopicName, force: bool) -> Result<()> {
+        let topic = self.get_topic(name, false).await?;
+        let busy = !topic.producers().is_empty()
+            || topic
+                .subscriptions()
+                .iter()
+                .any(|s| s.counters.consumers.load(Ordering::Relaxed) > 0);
+        if busy && !force {
+            return Err(BrokerError::ProducerBusy(format!(
+                "topic {name} has active producers or consumers"
+            )));
+        }
+        self.topics.lock().remove(name);
+        topic.close().await?;
+        topic.log.delete().await?;
+        self.metadata.delete(&topic_key(name), Expect::Any).await?;
+        info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
     /// Closes every loaded topic.
     pub async fn close_all(&self) {
         let topics = self.loaded_topics();
@@ -231,5 +301,24 @@ impl Broker {
             }
         }
         self.topics.lock().clear();
+    }
+
+    /// Closes and forgets the loaded topics whose name matches `pred` (bundle unload).
+    /// Returns how many were closed.
+    pub async fn close_topics(&self, pred: impl Fn(&TopicName) -> bool) -> usize {
+        let doomed: Vec<Arc<Topic>> = {
+            let mut topics = self.topics.lock();
+            let names: Vec<TopicName> = topics.keys().filter(|n| pred(n)).cloned().collect();
+            names
+                .iter()
+                .filter_map(|n| topics.remove(n).and_then(|c| c.get().cloned()))
+                .collect()
+        };
+        for t in &doomed {
+            if let Err(e) = t.close().await {
+                warn!(topic = %t.name, error = %e, "closing topic failed");
+            }
+        }
+        doomed.len()
     }
 }

@@ -45,6 +45,8 @@ pub struct BrokerConfig {
     pub allow_auto_subscription_creation: bool,
     /// Seconds to wait for topics to close on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Cluster mode: bundle ownership, broker registration (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Default for BrokerConfig {
@@ -67,6 +69,7 @@ impl Default for BrokerConfig {
             allow_auto_topic_creation: true,
             allow_auto_subscription_creation: true,
             shutdown_timeout_secs: 10,
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }

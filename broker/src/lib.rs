@@ -11,12 +11,14 @@
 //! producer in the order of its sends; an entry is pending on at most one consumer.
 pub mod admin;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod ml;
 pub mod names;
+pub mod policies;
 pub mod position;
 pub mod service;
 pub mod storage;

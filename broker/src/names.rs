@@ -43,8 +43,6 @@ impl TopicName {
             (false, r)
         } else if name.contains("://") {
             return Err(invalid(name, "unknown domain"));
-        } else if name.contains('/') {
-            (true, name)
         } else {
             (true, name)
         };

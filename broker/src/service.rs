@@ -72,6 +72,7 @@ pub async fn run_with_storage(
     info!(%pulsar_addr, %http_addr, %broker_url, "broker listening");
 
     let tracker = TaskTracker::new();
+    let cluster = crate::cluster::start(broker.clone(), tracker.clone()).await?;
     let http = tokio::spawn(crate::admin::serve(
         broker.clone(),
         http_listener,
@@ -102,6 +103,9 @@ pub async fn run_with_storage(
     };
     if tokio::time::timeout(deadline, closing).await.is_err() {
         warn!("shutdown deadline passed with work still running");
+    }
+    if let Some(c) = &cluster {
+        c.release().await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     Ok(())

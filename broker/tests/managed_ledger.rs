@@ -484,3 +484,101 @@ async fn old_ledgers_roll_over_when_idle_and_readers_do_not_hold_back_trimming()
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].1, msg(3));
 }
+
+#[tokio::test]
+async fn zero_rollover_limits_mean_no_limit() {
+    let env = Env::new();
+    let mut c = cfg(0, 0);
+    c.max_ledger_size_bytes = 0;
+    c.max_ledger_age = Duration::ZERO;
+    let ml = env.open("t/ns/persistent/nolimit", c).await.expect("open");
+    let p = add_all(&ml, 0..20).await;
+    assert_eq!(ml.ledgers_info().len(), 1);
+    assert!(p.iter().all(|x| x.ledger == p[0].ledger));
+    assert_eq!(read_all(&ml).await.len(), 20);
+    assert_eq!(
+        ml.total_size(),
+        (0..20).map(|i| msg(i).len() as u64).sum::<u64>()
+    );
+}
+
+#[tokio::test]
+async fn automatic_trimming_deletes_consumed_ledgers() {
+    let env = Env::new();
+    let mut c = cfg(2, 1 << 20);
+    c.auto_trim = Some(RetentionPolicy::default());
+    let ml = env.open("t/ns/persistent/auto", c).await.expect("open");
+    let sub = ml
+        .open_cursor("s", InitialPosition::Earliest)
+        .await
+        .expect("cursor");
+    let p = add_all(&ml, 0..5).await;
+    let first = p[0].ledger;
+    sub.ack_individual(&[p[1], p[0]]).expect("ack");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.ledgers.exists(first) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumed ledger not trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Unconsumed ledgers stay.
+    assert!(env.ledgers.exists(p[2].ledger) && env.ledgers.exists(p[4].ledger));
+    assert_eq!(ml.entries_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_sees_every_entry_once_while_adds_and_automatic_trimming_run() {
+    const N: usize = 300;
+    let env = Env::new();
+    let mut c = cfg(5, 2048);
+    c.cursor_persist_interval = Duration::from_millis(2);
+    c.auto_trim = Some(RetentionPolicy::default());
+    let ml = env.open("t/ns/persistent/stress", c).await.expect("open");
+    let sub = ml
+        .open_cursor("s", InitialPosition::Earliest)
+        .await
+        .expect("cursor");
+    let producer = {
+        let ml = ml.clone();
+        tokio::spawn(async move {
+            for start in (0..N).step_by(7) {
+                add_all(&ml, start..(start + 7).min(N)).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen < N {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumer stalled at {seen}"
+        );
+        let batch = sub.read_entries(6).await.expect("read");
+        if batch.is_empty() {
+            let next = sub.read_position();
+            let _ = tokio::time::timeout(Duration::from_millis(200), ml.wait_for_entry(next)).await;
+            continue;
+        }
+        for (_, data) in &batch {
+            assert_eq!(*data, msg(seen));
+            seen += 1;
+        }
+        // Acknowledge out of order: newest first.
+        let positions: Vec<Position> = batch.iter().rev().map(|e| e.0).collect();
+        sub.ack_individual(&positions).expect("ack");
+    }
+    producer.await.expect("producer");
+    assert_eq!(sub.backlog(), 0);
+    assert_eq!(sub.mark_delete_position(), ml.last_confirmed());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ml.ledgers_info().len() > 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumed ledgers not trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

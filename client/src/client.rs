@@ -26,7 +26,9 @@ struct Inner {
     next_host: AtomicUsize,
     opts: ConnectionOptions,
     operation_timeout: Duration,
-    pool: Mutex<HashMap<String, Connection>>,
+    /// One slot per broker address; each slot's lock serializes connecting to that
+    /// broker only.
+    pool: parking_lot::Mutex<HashMap<String, Arc<Mutex<Option<Connection>>>>>,
     ids: Arc<AtomicU64>,
     next_handle_id: AtomicU64,
 }
@@ -87,7 +89,7 @@ impl ClientBuilder {
                 next_host: AtomicUsize::new(0),
                 opts: self.opts,
                 operation_timeout: self.operation_timeout,
-                pool: Mutex::new(HashMap::new()),
+                pool: parking_lot::Mutex::new(HashMap::new()),
                 ids: Arc::new(AtomicU64::new(0)),
                 next_handle_id: AtomicU64::new(0),
             }),
@@ -136,14 +138,21 @@ impl PulsarClient {
 
     /// The pooled connection to `addr`, connecting if there is none or it closed.
     pub async fn connection(&self, addr: &str) -> Result<Connection> {
-        let mut pool = self.inner.pool.lock().await;
-        if let Some(c) = pool.get(addr) {
+        let slot = self
+            .inner
+            .pool
+            .lock()
+            .entry(addr.to_owned())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
         }
         let c = Connection::connect(addr, &self.inner.opts, self.inner.ids.clone()).await?;
-        pool.insert(addr.to_owned(), c.clone());
+        *slot = Some(c.clone());
         Ok(c)
     }
 
@@ -263,8 +272,11 @@ impl PulsarClient {
 
     /// Closes every pooled connection. Producers and consumers should be closed first.
     pub async fn close(&self) {
-        for (_, c) in self.inner.pool.lock().await.drain() {
-            c.close();
+        let slots: Vec<_> = self.inner.pool.lock().drain().map(|(_, s)| s).collect();
+        for s in slots {
+            if let Some(c) = s.lock().await.take() {
+                c.close();
+            }
         }
     }
 }

@@ -211,6 +211,18 @@ impl GrpcMetadataClient {
         Ok(st)
     }
 
+    /// The status as seen by the member at `addr` only (no leader chasing, no retries).
+    pub async fn status_of(&self, addr: &str) -> Result<pb::StatusResponse> {
+        let mut c = self.client_for(addr)?;
+        match tokio::time::timeout(self.inner.attempt_timeout, c.status(pb::Empty {})).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(from_status(&s)),
+            Err(_) => Err(MetadataError::Unavailable(format!(
+                "{addr}: status timed out"
+            ))),
+        }
+    }
+
     /// Adds a voter at runtime (as learner first, then promoted).
     pub async fn add_node(&self, id: u64, addr: &str) -> Result<pb::StatusResponse> {
         let addr = addr.to_string();

@@ -3,7 +3,7 @@
 //! loop. Entry points: [`run`] (blocks until shutdown) and [`start`] (spawns, for
 //! in-process use by standalone mode and tests).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +46,9 @@ pub struct MetadataConfig {
     /// Build a snapshot (and purge the log) after this many applied entries.
     #[serde(default = "default_snapshot_logs")]
     pub snapshot_logs: u64,
+    /// Log entries kept behind the last snapshot (for lagging followers) before purging.
+    #[serde(default = "default_logs_to_keep")]
+    pub logs_to_keep: u64,
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -56,6 +59,9 @@ fn default_election_ms() -> u64 {
 }
 fn default_snapshot_logs() -> u64 {
     5000
+}
+fn default_logs_to_keep() -> u64 {
+    1000
 }
 
 impl MetadataConfig {
@@ -72,6 +78,7 @@ impl MetadataConfig {
             heartbeat_ms: default_heartbeat_ms(),
             election_timeout_ms: default_election_ms(),
             snapshot_logs: default_snapshot_logs(),
+            logs_to_keep: default_logs_to_keep(),
         }
     }
 }
@@ -174,7 +181,7 @@ pub async fn run(
         election_timeout_min: config.election_timeout_ms,
         election_timeout_max: config.election_timeout_ms * 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
-        max_in_snapshot_log_to_keep: 1000,
+        max_in_snapshot_log_to_keep: config.logs_to_keep,
         max_payload_entries: 256,
         ..Default::default()
     }
@@ -211,19 +218,20 @@ pub async fn run(
         .add_service(api)
         .add_service(transport)
         .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
-    let mut server = tokio::spawn(server);
+    // Aborted with this task too, so an aborted node closes its listener at once.
+    let mut server = AbortOnDrop(tokio::spawn(server));
     let served = tokio::select! {
-        r = &mut server => Some(r),
+        r = &mut server.0 => Some(r),
         _ = shutdown.cancelled() => None,
     };
     node_shutdown.cancel();
     let served = match served {
         Some(r) => r,
         // Clients may hold connections open; do not wait for them forever.
-        None => match tokio::time::timeout(Duration::from_secs(3), &mut server).await {
+        None => match tokio::time::timeout(Duration::from_secs(3), &mut server.0).await {
             Ok(r) => r,
             Err(_) => {
-                server.abort();
+                server.0.abort();
                 Ok(Ok(()))
             }
         },
@@ -245,6 +253,14 @@ pub async fn run(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(MetadataError::Storage(format!("grpc server: {e}"))),
         Err(e) => Err(MetadataError::Storage(format!("grpc server task: {e}"))),
+    }
+}
+
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -344,7 +360,8 @@ async fn reachable(addr: &str) -> bool {
 /// proposes `ExpireSession` for sessions whose lease ran out on this node's clock.
 async fn leader_duties(ctx: NodeCtx, stop: CancellationToken) {
     let mut led_term = None;
-    let mut pending: BTreeSet<(u64, u64)> = BTreeSet::new();
+    // Expiries proposed recently, so one is not proposed every tick while in flight.
+    let mut pending: HashMap<(u64, u64), tokio::time::Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -377,8 +394,12 @@ async fn leader_duties(ctx: NodeCtx, stop: CancellationToken) {
             continue;
         }
         for (session, renewed_at) in ctx.state.expired_leases() {
-            if !pending.insert((session, renewed_at)) {
-                continue;
+            let now = tokio::time::Instant::now();
+            match pending.get(&(session, renewed_at)) {
+                Some(at) if now.duration_since(*at) < Duration::from_secs(2) => continue,
+                _ => {
+                    pending.insert((session, renewed_at), now);
+                }
             }
             tracing::info!(session, "metadata session lease expired; expiring");
             metrics::counter!("magnetar_metadata_sessions_expired_total").increment(1);
@@ -393,8 +414,6 @@ async fn leader_duties(ctx: NodeCtx, stop: CancellationToken) {
                 }
             });
         }
-        if pending.len() > 10_000 {
-            pending.clear();
-        }
+        pending.retain(|_, at| at.elapsed() < Duration::from_secs(10));
     }
 }

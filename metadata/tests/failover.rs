@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Cluster;
+use common::{eventually, Cluster};
 use futures::StreamExt;
 use magnetar_metadata::{Expect, MetadataError, MetadataStore, Version, WatchEvent};
 use tokio::time::Instant;
@@ -201,5 +201,63 @@ async fn watcher_sees_every_change_once_in_order_across_leader_change() {
             "acknowledged write {a:?} not seen by the watcher"
         );
     }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let lagging = (leader + 1) % 3;
+    c.stop(lagging).await;
+    let client = Arc::new(c.client());
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..60 {
+                client
+                    .put(
+                        &format!("/snap/{w}/{i}"),
+                        Bytes::from("v"),
+                        Expect::Any,
+                        None,
+                    )
+                    .await
+                    .expect("put");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let target = client.revision().await.expect("revision");
+    c.restart(lagging).await;
+    let follower = c.client_of(lagging);
+    let addr = c.addrs[lagging].to_string();
+    let id = lagging as u64 + 1;
+    eventually(
+        Duration::from_secs(20),
+        "lagging follower applied everything",
+        || {
+            let follower = follower.clone();
+            let addr = addr.clone();
+            async move {
+                match follower.status_of(&addr).await {
+                    Ok(st) => st.node_id == id && st.last_applied >= target.0,
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    // Its state machine came from a snapshot: a watcher from 0 there must be reset.
+    let mut w = follower.watch("/snap/", Version(0)).await.expect("watch");
+    let first = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .expect("event in time")
+        .expect("open")
+        .expect("event");
+    assert!(matches!(first, WatchEvent::Reset { .. }), "{first:?}");
     c.shutdown().await;
 }

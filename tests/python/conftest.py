@@ -23,6 +23,10 @@ import pytest
 START_TIMEOUT_S = float(os.environ.get("MAGNETAR_START_TIMEOUT", "60"))
 STOP_TIMEOUT_S = float(os.environ.get("MAGNETAR_STOP_TIMEOUT", "30"))
 LOG_TAIL_LINES = 80
+BOOKIES = os.environ.get("MAGNETAR_BOOKIES")  # e.g. 3 to run the suite with --bookies 3
+
+# Loopback only: never route test HTTP through a proxy from the environment.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # Every server process we started; killed at interpreter exit if a crash skipped teardown.
 _STARTED = []
@@ -46,7 +50,7 @@ def free_port():
 def http_get(url, timeout=5.0):
     """(status, body bytes); status is None when the connection itself failed."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with _HTTP.open(url, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -61,7 +65,7 @@ def http_request(method, url, body=None, content_type="application/json", timeou
     if data is not None:
         req.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _HTTP.open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -111,6 +115,7 @@ class Standalone:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("MAGNETAR_BIND_ADDRESS", "127.0.0.1")  # loopback only (if supported)
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()
@@ -221,7 +226,7 @@ def magnetar_bin():
 
 def _launch(tmp_path_factory, name):
     root = tmp_path_factory.mktemp(name)
-    server = Standalone(magnetar_bin(), root / "data")
+    server = Standalone(magnetar_bin(), root / "data", bookies=BOOKIES)
     server.start()
     return server
 

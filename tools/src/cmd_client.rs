@@ -16,7 +16,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// Broker service URL (several hosts separated by commas).
-    #[arg(long, global = true, env = "MAGNETAR_SERVICE_URL", default_value = "pulsar://127.0.0.1:6650")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAGNETAR_SERVICE_URL",
+        default_value = "pulsar://127.0.0.1:6650"
+    )]
     pub url: String,
     /// What to do.
     #[command(subcommand)]
@@ -96,10 +101,21 @@ pub struct ConsumeArgs {
     #[arg(short = 'n', long = "num-messages", default_value_t = 1)]
     pub num: u64,
     /// Subscription type.
-    #[arg(short = 't', long = "subscription-type", value_enum, default_value = "exclusive")]
+    #[arg(
+        short = 't',
+        long = "subscription-type",
+        value_enum,
+        default_value = "exclusive"
+    )]
     pub sub_type: SubTypeArg,
     /// Initial position of a new subscription.
-    #[arg(short = 'p', long = "subscription-position", value_enum, ignore_case = true, default_value = "latest")]
+    #[arg(
+        short = 'p',
+        long = "subscription-position",
+        value_enum,
+        ignore_case = true,
+        default_value = "latest"
+    )]
     pub position: PositionArg,
     /// Print properties and ids too.
     #[arg(short = 'v', long)]
@@ -202,4 +218,66 @@ async fn consume(
     consumer.close().await?;
     eprintln!("{n} messages successfully consumed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ClientArgs,
+    }
+
+    #[test]
+    fn produce_and_consume_flags_parse() {
+        let c = Cli::parse_from([
+            "magnetar-client",
+            "produce",
+            "t",
+            "-m",
+            "hi",
+            "-n",
+            "3",
+            "-k",
+            "k",
+        ]);
+        match c.args.command {
+            ClientCommand::Produce(p) => {
+                assert_eq!(
+                    (p.topic.as_str(), p.num, p.key.as_deref()),
+                    ("t", 3, Some("k"))
+                );
+                assert_eq!(p.messages, vec!["hi"]);
+            }
+            ClientCommand::Consume(_) => panic!("expected produce"),
+        }
+        let c = Cli::parse_from([
+            "magnetar-client",
+            "--url",
+            "pulsar://h:1",
+            "consume",
+            "t",
+            "-s",
+            "sub",
+            "-t",
+            "key-shared",
+            "-p",
+            "Earliest",
+            "-n",
+            "0",
+        ]);
+        assert_eq!(c.args.url, "pulsar://h:1");
+        match c.args.command {
+            ClientCommand::Consume(a) => {
+                assert!(matches!(a.sub_type, SubTypeArg::KeyShared));
+                assert!(matches!(a.position, PositionArg::Earliest));
+                assert_eq!(a.num, 0);
+            }
+            ClientCommand::Produce(_) => panic!("expected consume"),
+        }
+    }
 }

@@ -19,7 +19,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Args)]
 pub struct PerfArgs {
     /// Broker service URL.
-    #[arg(long, global = true, env = "MAGNETAR_SERVICE_URL", default_value = "pulsar://127.0.0.1:6650")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAGNETAR_SERVICE_URL",
+        default_value = "pulsar://127.0.0.1:6650"
+    )]
     pub url: String,
     /// What to measure.
     #[command(subcommand)]
@@ -362,6 +367,34 @@ mod stats {
     #[cfg(test)]
     mod tests {
         use super::pct;
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: crate::cmd_perf::PerfArgs,
+        }
+
+        #[test]
+        fn produce_flags_parse() {
+            let c = Cli::parse_from([
+                "magnetar-perf",
+                "produce",
+                "t",
+                "-r",
+                "500",
+                "-s",
+                "10",
+                "--compression",
+                "lz4",
+            ]);
+            match c.args.command {
+                crate::cmd_perf::PerfCommand::Produce(p) => {
+                    assert_eq!((p.rate, p.size), (500, 10));
+                }
+                crate::cmd_perf::PerfCommand::Consume(_) => panic!("expected produce"),
+            }
+        }
 
         #[test]
         fn percentiles_of_sorted_samples() {

@@ -8,3 +8,7 @@ pub mod common;
 pub mod standalone;
 pub mod cmd_client;
 pub mod cmd_perf;
+pub mod cmd_bookie;
+pub mod cmd_broker;
+pub mod cmd_init;
+pub mod cmd_admin;

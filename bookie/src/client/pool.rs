@@ -72,6 +72,8 @@ impl BookiePool {
             .map_err(|e| unreachable(bookie, e))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(32 << 20))
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(10))
             .connect()

@@ -88,8 +88,17 @@ impl ReadCtx {
         Ok(out)
     }
 
-    /// Reads one entry from the first replica that returns a good copy.
+    /// Reads one entry from the first replica that returns a good copy. A second round runs
+    /// if a replica was unreachable: its channel was dropped and its address is re-resolved
+    /// (a restarted bookie may listen elsewhere).
     pub(crate) async fn read_entry(&self, m: &LedgerMetadata, entry: u64) -> Result<Bytes> {
+        match self.read_entry_once(m, entry).await {
+            Err(LedgerError::Bookie { .. }) => self.read_entry_once(m, entry).await,
+            other => other,
+        }
+    }
+
+    async fn read_entry_once(&self, m: &LedgerMetadata, entry: u64) -> Result<Bytes> {
         let mut last_err = None;
         for b in m.write_set(entry) {
             match self.pool.read_entry(&b, self.ledger, entry).await {

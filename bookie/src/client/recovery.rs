@@ -17,6 +17,15 @@ type Result<T> = std::result::Result<T, LedgerError>;
 
 const MAX_ATTEMPTS: usize = 20;
 
+/// Ends the recovery writer's streams however recovery ends.
+struct AbandonOnDrop(Arc<WriterCore>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
+}
+
 /// Outcome of looking for one entry during recovery.
 enum Probe {
     Found(bytes::Bytes),
@@ -67,6 +76,7 @@ pub(crate) async fn recover(
     let start = max_lac.map_or(0, |l| l + 1);
     tracing::info!(ledger = id, ?max_lac, "ledger fenced; recovering entries");
     let writer = WriterCore::new(pool.clone(), id, m.clone(), version, start, true);
+    let _guard = AbandonOnDrop(writer.clone());
     let mut adds = Vec::new();
     let mut e = start;
     loop {

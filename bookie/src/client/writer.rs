@@ -19,7 +19,6 @@ use magnetar_metadata::Version;
 use magnetar_proto::bookie as pb;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::meta::{self, Fragment, LedgerMetadata, LedgerStatus};
 use super::pool::BookiePool;
@@ -262,7 +261,11 @@ impl WriterCore {
 
     fn fail(&self, st: &mut State, f: Failure) {
         if st.failure.is_none() {
-            tracing::warn!(ledger = self.id, failure = ?f, "ledger writer failed");
+            if matches!(f, Failure::Closed) {
+                tracing::debug!(ledger = self.id, "ledger writer abandoned");
+            } else {
+                tracing::warn!(ledger = self.id, failure = ?f, "ledger writer failed");
+            }
             st.failure = Some(f.clone());
         }
         for mut p in st.pending.drain(..) {
@@ -330,6 +333,16 @@ impl WriterCore {
         st.streams.clear();
     }
 
+    /// Abandons the writer: outstanding adds fail, streams close (their tasks then end).
+    pub(crate) fn abandon(&self) {
+        let mut st = self.state.lock();
+        if st.failure.is_none() {
+            self.fail(&mut st, Failure::Closed);
+        } else {
+            st.streams.clear();
+        }
+    }
+
     /// Records a metadata version written by someone holding this writer (close).
     pub(crate) fn set_metadata(&self, m: LedgerMetadata, v: Version) {
         let mut st = self.state.lock();
@@ -348,22 +361,30 @@ async fn run_stream(
     let res: Result<()> = async {
         let mut client = core.pool.client(&bookie).await?;
         let mut responses = client
-            .add_entries(UnboundedReceiverStream::new(rx))
+            .add_entries(crate::wire::batch_adds(rx))
             .await
             .map_err(|s| LedgerError::Bookie {
                 bookie: bookie.clone(),
                 message: s.to_string(),
             })?
             .into_inner();
-        while let Some(r) = responses.next().await {
-            let r = r.map_err(|s| LedgerError::Bookie {
+        while let Some(batch) = responses.next().await {
+            let batch = batch.map_err(|s| LedgerError::Bookie {
                 bookie: bookie.clone(),
                 message: s.to_string(),
             })?;
-            if r.status == pb::Status::Ok as i32 {
-                core.on_ack(&bookie, r.entry_id);
-            } else {
-                crate::wire::from_status(r.status, r.message, &bookie, r.ledger_id, r.entry_id)?;
+            for r in batch.responses {
+                if r.status == pb::Status::Ok as i32 {
+                    core.on_ack(&bookie, r.entry_id);
+                } else {
+                    crate::wire::from_status(
+                        r.status,
+                        r.message,
+                        &bookie,
+                        r.ledger_id,
+                        r.entry_id,
+                    )?;
+                }
             }
         }
         Err(LedgerError::Bookie {
@@ -495,9 +516,12 @@ async fn change_ensemble(core: Arc<WriterCore>) {
                 );
                 st.meta = next;
                 st.version = v;
+                let now = Instant::now();
                 for p in st.pending.iter_mut() {
                     p.acks.retain(|b| !failed.contains(b));
                     p.sent.retain(|b| !failed.contains(b));
+                    // The new bookies get a full timeout from the resend.
+                    p.since = now;
                 }
             }
             Err(f) => {
@@ -544,6 +568,13 @@ async fn watchdog(core: std::sync::Weak<WriterCore>) {
 pub(crate) struct Writer {
     pub(crate) core: Arc<WriterCore>,
     pub(crate) reads: super::reader::ReadCtx,
+}
+
+impl Drop for Writer {
+    /// The stream tasks hold the core; dropping the handle must end them.
+    fn drop(&mut self) {
+        self.core.abandon();
+    }
 }
 
 #[async_trait::async_trait]

@@ -26,6 +26,23 @@ impl TestBookie {
         }
     }
 
+    /// Starts the bookie again on the same data dir (and a new port).
+    pub async fn restart(&mut self, md: Arc<dyn MetadataStore>) {
+        self.kill().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.shutdown = CancellationToken::new();
+        let bookie = Bookie::start(
+            test_config(self.dir.path()),
+            listener,
+            md,
+            self.shutdown.clone(),
+        )
+        .await
+        .expect("bookie restarts");
+        assert_eq!(bookie.id(), self.id, "bookie id persisted in the data dir");
+        self.bookie = Some(bookie);
+    }
+
     pub fn bookie(&self) -> &Bookie {
         self.bookie.as_ref().expect("bookie running")
     }

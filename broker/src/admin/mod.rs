@@ -1,7 +1,16 @@
 //! HTTP: health, Prometheus metrics, and the first admin endpoints Pulsar users need
 //! (`/admin/v2/...` with Pulsar's paths and JSON shapes, `/lookup/v2/...`).
 
+mod api;
+mod bookies;
+mod clusters;
+mod common;
+mod namespaces;
+pub mod openapi;
+mod subscriptions;
 mod tenants;
+mod topic_ops;
+mod topic_policies;
 mod topics;
 
 use std::sync::{Arc, OnceLock};
@@ -118,6 +127,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(tenants::routes())
         .merge(topics::routes())
+        .merge(api::routes())
+        .merge(crate::cluster::admin::routes())
         .with_state(broker)
 }
 

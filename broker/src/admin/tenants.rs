@@ -79,6 +79,7 @@ async fn put_tenant(
     Path(t): Path<String>,
     body: Option<Json<Value>>,
 ) -> AdminResult<StatusCode> {
+    super::common::check_name("Tenant", &t)?;
     let value = body.map(|Json(v)| v).unwrap_or_else(
         || serde_json::json!({"adminRoles": [], "allowedClusters": [b.config.cluster_name]}),
     );
@@ -115,6 +116,7 @@ async fn put_namespace(
     Path((t, ns)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> AdminResult<StatusCode> {
+    super::common::check_name("Namespace", &ns)?;
     let _ = get_json(&b, &format!("/tenants/{t}"), "Tenant").await?;
     let value = body
         .map(|Json(v)| v)

@@ -48,7 +48,7 @@ async fn list_partitioned(
     Ok(Json(b.list_partitioned(&t, &ns).await?))
 }
 
-async fn stats(
+pub(super) async fn stats(
     State(b): S,
     Path((t, ns, topic)): Path<(String, String, String)>,
 ) -> AdminResult<Json<Value>> {
@@ -155,11 +155,15 @@ async fn lookup(
     State(b): S,
     Path((t, ns, topic)): Path<(String, String, String)>,
 ) -> AdminResult<Json<Value>> {
-    let _ = topic_name(&t, &ns, &topic)?;
+    let name = topic_name(&t, &ns, &topic)?;
+    let (broker_url, http_url) = match b.cluster.get() {
+        Some(c) => c.owner_urls(&name).await?,
+        None => (b.broker_url.clone(), b.http_url.clone()),
+    };
     Ok(Json(json!({
-        "brokerUrl": b.broker_url,
-        "httpUrl": b.http_url,
-        "nativeUrl": b.broker_url,
+        "brokerUrl": broker_url,
+        "httpUrl": http_url,
+        "nativeUrl": broker_url,
         "brokerUrlTls": "",
         "httpUrlTls": "",
     })))

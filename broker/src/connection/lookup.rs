@@ -28,8 +28,14 @@ impl Conn {
         };
         let rid = req.request_id;
         let reply = match TopicName::parse(&req.topic) {
-            // Standalone: this broker serves every topic.
-            Ok(_) => commands::lookup_connect(rid, &self.broker.broker_url, true, false),
+            Ok(name) => match self.broker.cluster.get() {
+                Some(c) => {
+                    let authoritative = req.authoritative.unwrap_or(false);
+                    crate::cluster::lookup_command(c, rid, &name, authoritative).await
+                }
+                // Standalone: this broker serves every topic.
+                None => commands::lookup_connect(rid, &self.broker.broker_url, true, false),
+            },
             Err(e) => commands::lookup_error(rid, wire_error(&e), e.to_string()),
         };
         self.reply(reply);

@@ -28,6 +28,9 @@ use crate::error::BrokerError;
 use crate::subscription::{ConnEvent, SubscriptionHandle};
 use crate::topic::Topic;
 
+/// SENDs awaiting their receipt beyond which the connection stops reading (backpressure).
+const MAX_PENDING_SENDS: usize = 10_000;
+
 /// Server version reported in CONNECTED.
 pub const SERVER_VERSION: &str = concat!("Magnetar ", env!("CARGO_PKG_VERSION"));
 
@@ -143,7 +146,7 @@ impl Conn {
         let shutdown = self.broker.shutdown.clone();
         loop {
             tokio::select! {
-                frame = framed.next() => {
+                frame = framed.next(), if self.receipts.len() < MAX_PENDING_SENDS => {
                     last_inbound = Instant::now();
                     match frame {
                         Some(Ok(Ok(frame))) => {
@@ -211,7 +214,7 @@ impl Conn {
 
     fn on_event(&mut self, ev: ConnEvent) {
         match ev {
-            ConnEvent::Frame(f) => self.outq.push(f),
+            ConnEvent::Frame(f) => self.outq.push(*f),
             ConnEvent::ConsumerClosed(id) => {
                 if let Some(c) = self.consumers.remove(&id) {
                     c.sub.remove_consumer(c.key);

@@ -253,7 +253,7 @@ impl Dispatcher {
         // As Pulsar: entries of a leaving consumer are redelivered without counting a
         // redelivery (only explicit redelivery requests count).
         for pos in mine {
-            self.to_replay(pos, false);
+            self.requeue(pos, false);
         }
         self.replay_dirty = true;
         self.elect()
@@ -299,7 +299,7 @@ impl Dispatcher {
                 .map(|(pos, _)| *pos)
                 .collect();
             for pos in theirs {
-                self.to_replay(pos, false);
+                self.requeue(pos, false);
             }
         }
         self.consumers
@@ -319,7 +319,7 @@ impl Dispatcher {
         }
     }
 
-    fn to_replay(&mut self, pos: Position, count: bool) {
+    fn requeue(&mut self, pos: Position, count: bool) {
         let slot = match self.pending.remove(&pos) {
             Some(p) => {
                 self.release_slot(p);
@@ -385,7 +385,7 @@ impl Dispatcher {
                 .collect(),
         };
         for pos in chosen {
-            self.to_replay(pos, true);
+            self.requeue(pos, true);
         }
         self.replay_dirty = true;
     }
@@ -396,6 +396,11 @@ impl Dispatcher {
         self.replay.clear();
         self.redeliveries.clear();
         self.slot_pending.clear();
+    }
+
+    /// Asks for the replay entries to be read again (after a failed read).
+    pub fn retry_replay(&mut self) {
+        self.replay_dirty = true;
     }
 
     /// Redelivery count recorded for an entry.
@@ -421,7 +426,9 @@ impl Dispatcher {
             return ReadPlan::Idle;
         }
         let n = (budget as usize).min(max).max(1);
-        if !self.replay.is_empty() && self.replay_dirty {
+        // Exclusive and Failover keep strict order: the replay always goes first.
+        let ordered = matches!(self.sub_type, SubType::Exclusive | SubType::Failover);
+        if !self.replay.is_empty() && (self.replay_dirty || ordered) {
             self.replay_dirty = false;
             return ReadPlan::Replay(self.replay.keys().take(n).copied().collect());
         }

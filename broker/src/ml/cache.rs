@@ -1,5 +1,8 @@
 //! A bounded cache of recently added entries, weighed by payload bytes, so tailing readers
-//! are served without a round trip to the bookies.
+//! are served without a round trip to the bookies. Ledger ids are unique across topics, so
+//! one cache can be shared by every managed ledger of a broker.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use moka::sync::Cache;
@@ -13,7 +16,7 @@ pub struct EntryCache {
 
 impl EntryCache {
     /// A cache holding at most about `max_bytes` of payload (0 disables it).
-    pub fn new(max_bytes: u64) -> EntryCache {
+    pub fn new(max_bytes: u64) -> Arc<EntryCache> {
         let cache = (max_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(max_bytes)
@@ -22,7 +25,7 @@ impl EntryCache {
                 })
                 .build()
         });
-        EntryCache { cache }
+        Arc::new(EntryCache { cache })
     }
 
     /// Remembers an entry.

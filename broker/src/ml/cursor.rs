@@ -241,6 +241,7 @@ impl ManagedCursor {
     /// it counts as acknowledged, nothing after it does. Persisted at once.
     pub async fn reset(&self, to: Position) -> Result<()> {
         self.check_usable()?;
+        let _no_trim = self.core.trim_lock.lock().await;
         {
             let mut cs = self.state.lock();
             let st = self.core.state.lock();
@@ -372,6 +373,7 @@ impl ManagedLedger {
         initial: InitialPosition,
     ) -> Result<Arc<ManagedCursor>> {
         let _serial = self.cursor_lock.lock().await;
+        let _no_trim = self.core.trim_lock.lock().await;
         if let Some(c) = self.cursors.lock().get(name) {
             return Ok(c.clone());
         }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::EntryCache;
 use super::cursor::ManagedCursor;
 use super::error::{MlError, Result};
-use super::meta::{self, LedgerInfo, MlConfig, MlMeta};
+use super::meta::{self, LedgerInfo, MlConfig, MlMeta, RetentionPolicy};
 use super::shared::Core;
 use super::state::{MlStatus, State};
 use super::writer::{self, Req};
@@ -39,6 +39,19 @@ impl ManagedLedger {
         ledgers: Arc<dyn Ledgers>,
         meta: Arc<dyn MetadataStore>,
         cfg: MlConfig,
+    ) -> Result<Arc<ManagedLedger>> {
+        let cache = EntryCache::new(cfg.cache_size_bytes);
+        Self::open_with_cache(name, ledgers, meta, cfg, cache).await
+    }
+
+    /// Like [`ManagedLedger::open`], with an entry cache shared by many managed ledgers
+    /// (`cfg.cache_size_bytes` is then unused).
+    pub async fn open_with_cache(
+        name: &str,
+        ledgers: Arc<dyn Ledgers>,
+        meta: Arc<dyn MetadataStore>,
+        cfg: MlConfig,
+        cache: Arc<EntryCache>,
     ) -> Result<Arc<ManagedLedger>> {
         let key = meta::ml_key(name);
         let (stored, version) = match meta::get_decoded::<MlMeta>(meta.as_ref(), &key).await? {
@@ -112,17 +125,20 @@ impl ManagedLedger {
             lac,
             status: MlStatus::Open,
         };
+        let cfg_auto_trim = cfg.auto_trim;
         let core = Arc::new(Core {
             name: name.to_string(),
             ledgers,
             meta,
-            cache: EntryCache::new(cfg.cache_size_bytes),
+            cache,
             cfg,
             state: Mutex::new(state),
             lac_tx: watch::channel(lac).0,
             terminated: CancellationToken::new(),
             meta_lock: tokio::sync::Mutex::new(()),
+            trim_lock: tokio::sync::Mutex::new(()),
             readers: Mutex::new(HashMap::new()),
+            auto_trim: Mutex::new(cfg_auto_trim),
         });
         let cursors = ManagedCursor::load_all(&core).await?;
         let (add_tx, add_rx) = mpsc::unbounded_channel();
@@ -251,6 +267,12 @@ impl ManagedLedger {
         self.core.terminated.clone()
     }
 
+    /// Sets (or with `None` stops) automatic trimming under a retention policy, e.g. when
+    /// the namespace policy changes.
+    pub fn set_auto_trim(&self, policy: Option<RetentionPolicy>) {
+        *self.core.auto_trim.lock() = policy;
+    }
+
     /// Stored properties.
     pub fn properties(&self) -> BTreeMap<String, String> {
         self.core.state.lock().properties.clone()
@@ -338,14 +360,18 @@ impl ManagedLedger {
     }
 }
 
-/// Persists dirty cursors every `cursor_persist_interval` until the managed ledger is
-/// dropped or terminated.
+/// How often a managed ledger with automatic trimming looks for ledgers to delete.
+const AUTO_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Persists dirty cursors every `cursor_persist_interval`, and trims under the automatic
+/// retention policy, until the managed ledger is dropped or terminated.
 async fn flush_loop(ml: Weak<ManagedLedger>) {
     let Some(interval) = ml.upgrade().map(|m| m.core.cfg.cursor_persist_interval) else {
         return;
     };
     let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_trim = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let Some(ml) = ml.upgrade() else { return };
@@ -353,10 +379,18 @@ async fn flush_loop(ml: Weak<ManagedLedger>) {
             return;
         }
         let cursors: Vec<_> = ml.cursors.lock().values().cloned().collect();
-        drop(ml);
         for c in cursors {
             if let Err(e) = c.persist().await {
                 tracing::warn!(cursor = %c.name(), error = %e, "cursor persist failed");
+            }
+        }
+        let policy = *ml.core.auto_trim.lock();
+        if let Some(policy) = policy {
+            if last_trim.elapsed() >= AUTO_TRIM_INTERVAL.min(interval) {
+                last_trim = tokio::time::Instant::now();
+                if let Err(e) = ml.trim(policy).await {
+                    tracing::warn!(ml = %ml.name(), error = %e, "automatic trim failed");
+                }
             }
         }
     }

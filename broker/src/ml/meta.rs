@@ -20,20 +20,24 @@ use super::Position;
 pub struct MlConfig {
     /// E/Qw/Qa of every ledger created.
     pub ledger: LedgerConfig,
-    /// Roll over to a new ledger after this many entries.
+    /// Roll over to a new ledger after this many entries (0: no limit).
     pub max_entries_per_ledger: u64,
-    /// Roll over to a new ledger after this many payload bytes.
+    /// Roll over to a new ledger after this many payload bytes (0: no limit).
     pub max_ledger_size_bytes: u64,
-    /// Roll over a ledger that holds entries once it is this old, even when idle.
+    /// Roll over a ledger that holds entries once it is this old, even when idle (0: never).
     pub max_ledger_age: Duration,
     /// Size/entry rollover waits until the ledger is at least this old.
     pub min_ledger_rollover_time: Duration,
-    /// Bytes of recently added entries kept for tail reads (0 disables the cache).
+    /// Bytes of recently added entries kept for tail reads (0 disables the cache); used
+    /// when no shared cache is passed to [`super::ManagedLedger::open_with_cache`].
     pub cache_size_bytes: u64,
     /// Dirty cursors are persisted at most this often (and on close).
     pub cursor_persist_interval: Duration,
     /// Most individual-ack ranges persisted per cursor (the rest are redelivered).
     pub max_persisted_ack_ranges: usize,
+    /// Trim consumed ledgers automatically under this retention policy (checked about once
+    /// a second); `None` leaves trimming to explicit [`super::ManagedLedger::trim`] calls.
+    pub auto_trim: Option<RetentionPolicy>,
 }
 
 impl Default for MlConfig {
@@ -47,6 +51,7 @@ impl Default for MlConfig {
             cache_size_bytes: 64 << 20,
             cursor_persist_interval: Duration::from_millis(100),
             max_persisted_ack_ranges: 10_000,
+            auto_trim: None,
         }
     }
 }

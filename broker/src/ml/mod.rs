@@ -34,6 +34,7 @@ mod state;
 mod trim;
 mod writer;
 
+pub use cache::EntryCache;
 pub use cursor::{InitialPosition, ManagedCursor};
 pub use error::{MlError, Result};
 pub use ledger::ManagedLedger;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::EntryCache;
 use super::error::{MlError, Result};
-use super::meta::MlConfig;
+use super::meta::{MlConfig, RetentionPolicy};
 use super::state::{MlStatus, State};
 use super::Position;
 
@@ -24,13 +24,19 @@ pub(crate) struct Core {
     pub meta: Arc<dyn MetadataStore>,
     pub cfg: MlConfig,
     pub state: Mutex<State>,
-    pub cache: EntryCache,
+    pub cache: Arc<EntryCache>,
     pub lac_tx: watch::Sender<Option<Position>>,
     /// Cancelled once the instance is closed, fenced or errored.
     pub terminated: CancellationToken,
+    /// Held by trimming from its cursor snapshot to the ledger deletion, and by anything
+    /// that may move a cursor backwards (reset, new cursors), so no ledger is deleted that
+    /// such a cursor still needs.
+    pub trim_lock: tokio::sync::Mutex<()>,
     /// Serializes ledger-list compare-and-sets.
     pub meta_lock: tokio::sync::Mutex<()>,
     pub readers: Mutex<HashMap<LedgerId, Arc<dyn LedgerReader>>>,
+    /// Retention policy of automatic trimming (`None`: only explicit `trim` calls).
+    pub auto_trim: Mutex<Option<RetentionPolicy>>,
 }
 
 impl Core {

@@ -16,7 +16,9 @@ impl ManagedLedger {
     /// beyond the ledger's last entry) and that `retention` no longer keeps. Returns the
     /// deleted ledgers. The ledger list is updated by CAS before any ledger is deleted.
     pub async fn trim(&self, retention: RetentionPolicy) -> Result<Vec<LedgerId>> {
-        // Cursors only move forward, so a snapshot of mark-delete positions is safe to use.
+        // Cursors only move forward while the trim lock is held (resets and new cursors
+        // take it), so a snapshot of mark-delete positions is safe to use.
+        let _trimming = self.core.trim_lock.lock().await;
         let marks: Vec<Option<Position>> = self
             .cursors()
             .iter()

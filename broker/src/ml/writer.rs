@@ -52,11 +52,12 @@ struct Writer {
 
 /// Runs until every sender is gone and all work is finished.
 pub(crate) async fn run(core: Arc<Core>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Req>) {
-    let check = core
-        .cfg
-        .max_ledger_age
-        .min(Duration::from_secs(1))
-        .max(Duration::from_millis(10));
+    let max_age = core.cfg.max_ledger_age;
+    let check = if max_age.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        max_age.clamp(Duration::from_millis(10), Duration::from_secs(1))
+    };
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Writer {
@@ -87,20 +88,29 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: tokio::sync::mpsc::UnboundedRec
 impl Writer {
     fn check_age(&mut self) {
         let has_writer = self.core.state.lock().writer.is_some();
+        let max_age = self.core.cfg.max_ledger_age;
         if has_writer
             && self.issued.0 > 0
-            && self.issued.2.elapsed() >= self.core.cfg.max_ledger_age
+            && !max_age.is_zero()
+            && self.issued.2.elapsed() >= max_age
         {
             self.roll_requested = true;
         }
     }
 
+    /// Whether the current ledger must be closed before the next add. Limits of 0 are
+    /// disabled; an empty ledger is never rolled over.
     fn should_roll(&self) -> bool {
         let cfg = &self.core.cfg;
         let (entries, bytes, created) = self.issued;
+        if entries == 0 {
+            return false;
+        }
         let age = created.elapsed();
-        let full = entries >= cfg.max_entries_per_ledger || bytes >= cfg.max_ledger_size_bytes;
-        (full && age >= cfg.min_ledger_rollover_time) || (entries > 0 && age >= cfg.max_ledger_age)
+        let full = (cfg.max_entries_per_ledger > 0 && entries >= cfg.max_entries_per_ledger)
+            || (cfg.max_ledger_size_bytes > 0 && bytes >= cfg.max_ledger_size_bytes);
+        let aged = !cfg.max_ledger_age.is_zero() && age >= cfg.max_ledger_age;
+        (full && age >= cfg.min_ledger_rollover_time) || aged
     }
 
     /// Issues queued requests until one has to wait for in-flight adds.

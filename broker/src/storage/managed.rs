@@ -164,6 +164,14 @@ impl TopicLog for ManagedLog {
         }
     }
 
+    async fn delete(&self) -> Result<()> {
+        Ok(self.ml.delete().await?)
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.ml.status() == ml::MlStatus::Open
+    }
+
     async fn close(&self) -> Result<()> {
         Ok(self.ml.close().await?)
     }

@@ -143,6 +143,12 @@ impl TopicLog for MemLog {
         Ok(())
     }
 
+    async fn delete(&self) -> Result<()> {
+        self.entries.lock().clear();
+        self.cursors.lock().clear();
+        Ok(())
+    }
+
     async fn close(&self) -> Result<()> {
         Ok(())
     }

@@ -72,6 +72,14 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Deletes a durable cursor.
     async fn delete_cursor(&self, name: &str) -> Result<()>;
 
+    /// False once the log failed or lost ownership; the topic must then be reopened.
+    fn is_healthy(&self) -> bool {
+        true
+    }
+
+    /// Deletes the log with its ledgers and cursors (after `close`).
+    async fn delete(&self) -> Result<()>;
+
     /// Flushes cursors and closes the log.
     async fn close(&self) -> Result<()>;
 }

@@ -21,8 +21,8 @@ pub use entry::{entry_metadata, EntryMeta};
 /// What a subscription sends to a connection.
 #[derive(Debug)]
 pub enum ConnEvent {
-    /// Write this frame.
-    Frame(Outbound),
+    /// Write this frame (boxed: a `BaseCommand` is large).
+    Frame(Box<Outbound>),
     /// The broker closed this consumer (seek, unsubscribe by admin, topic close): forget
     /// it and tell the client with CLOSE_CONSUMER.
     ConsumerClosed(u64),

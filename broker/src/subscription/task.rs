@@ -22,7 +22,8 @@ use crate::error::{BrokerError, Result};
 use crate::position::Position;
 use crate::storage::{SubCursor, TopicLog};
 
-type ReadResult = (bool, Result<Vec<(Position, Bytes)>>);
+/// A read's outcome; for replays, the positions asked for (missing ones are forgotten).
+type ReadResult = (Option<Vec<Position>>, Result<Vec<(Position, Bytes)>>);
 
 pub(crate) struct SubTask {
     name: String,
@@ -158,7 +159,9 @@ impl SubTask {
                     if sink.protocol_version >= 17 {
                         let err = res.err().map(|e| (server_error(&e), e.to_string()));
                         let cmd = commands::ack_response(sink.consumer_id, Some(rid), err);
-                        let _ = sink.out.send(ConnEvent::Frame(Outbound::Command(cmd)));
+                        let _ = sink
+                            .out
+                            .send(ConnEvent::Frame(Box::new(Outbound::Command(cmd))));
                     }
                 }
             }
@@ -239,7 +242,9 @@ impl SubTask {
             let Notice::ActiveChange { consumer, active } = n;
             if let Some(sink) = self.sinks.get(&consumer) {
                 let cmd = commands::active_consumer_change(sink.consumer_id, active);
-                let _ = sink.out.send(ConnEvent::Frame(Outbound::Command(cmd)));
+                let _ = sink
+                    .out
+                    .send(ConnEvent::Frame(Box::new(Outbound::Command(cmd))));
             }
         }
     }
@@ -320,17 +325,17 @@ impl SubTask {
                 self.reading = Some(
                     async move {
                         let mut out = Vec::with_capacity(positions.len());
-                        for p in positions {
+                        for &p in &positions {
                             match log.read(p, 1).await {
                                 Ok(mut v) => {
                                     if let Some(e) = v.pop().filter(|(q, _)| *q == p) {
                                         out.push(e);
                                     }
                                 }
-                                Err(e) => return (true, Err(e)),
+                                Err(e) => return (Some(positions), Err(e)),
                             }
                         }
-                        (true, Ok(out))
+                        (Some(positions), Ok(out))
                     }
                     .boxed(),
                 );
@@ -343,7 +348,7 @@ impl SubTask {
                 let log = self.log.clone();
                 let from = self.read_pos;
                 self.read_epoch = self.epoch;
-                self.reading = Some(async move { (false, log.read(from, n).await) }.boxed());
+                self.reading = Some(async move { (None, log.read(from, n).await) }.boxed());
             }
         }
     }
@@ -355,18 +360,38 @@ impl SubTask {
         self.end_notified = true;
         for sink in self.sinks.values() {
             let cmd = commands::reached_end_of_topic(sink.consumer_id);
-            let _ = sink.out.send(ConnEvent::Frame(Outbound::Command(cmd)));
+            let _ = sink
+                .out
+                .send(ConnEvent::Frame(Box::new(Outbound::Command(cmd))));
         }
     }
 
-    fn on_read(&mut self, (replay, res): ReadResult, epoch: u64) {
+    fn on_read(&mut self, (asked, res): ReadResult, epoch: u64) {
         if epoch != self.epoch {
             return;
         }
+        let replay = asked.is_some();
+        if let (Some(asked), Ok(got)) = (&asked, &res) {
+            // Entries that no longer exist (trimmed, deleted) cannot be redelivered.
+            for p in asked {
+                if !got.iter().any(|(q, _)| q == p) {
+                    self.dispatcher.acked(*p);
+                }
+            }
+        }
         let entries = match res {
-            Ok(e) => e,
+            Ok(e) if !e.is_empty() || replay => e,
+            Ok(_) => {
+                // Nothing readable although entries were announced: do not spin.
+                self.pause();
+                return;
+            }
             Err(e) => {
-                warn!(sub = %self.name, error = %e, "read failed");
+                warn!(sub = %self.name, error = %e, "read failed; retrying shortly");
+                if replay {
+                    self.dispatcher.retry_replay();
+                }
+                self.pause();
                 return;
             }
         };
@@ -398,6 +423,18 @@ impl SubTask {
         }
     }
 
+    /// Holds off the next read for a moment (after a failed or empty read).
+    fn pause(&mut self) {
+        self.read_epoch = self.epoch;
+        self.reading = Some(
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                (Some(Vec::new()), Ok(Vec::new()))
+            }
+            .boxed(),
+        );
+    }
+
     fn deliver(&self, d: Delivery, bytes: Bytes) {
         let Some(sink) = self.sinks.get(&d.consumer) else {
             return;
@@ -420,7 +457,7 @@ impl SubTask {
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let _ = sink
             .out
-            .send(ConnEvent::Frame(Outbound::with_raw(cmd, bytes)));
+            .send(ConnEvent::Frame(Box::new(Outbound::with_raw(cmd, bytes))));
     }
 }
 

@@ -34,6 +34,14 @@ impl Drop for TestBroker {
 
 /// Starts a broker with managed ledgers over in-memory ledgers and metadata.
 pub async fn start_broker() -> TestBroker {
+    start_broker_on(MemStore::new(), MemLedgers::new()).await
+}
+
+/// Starts a broker over the given stores (restart tests share them between brokers).
+pub async fn start_broker_on(
+    metadata: std::sync::Arc<MemStore>,
+    ledgers: std::sync::Arc<MemLedgers>,
+) -> TestBroker {
     let pl = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let hl = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let pulsar = pl.local_addr().expect("addr");
@@ -46,7 +54,7 @@ pub async fn start_broker() -> TestBroker {
     let sd = shutdown.clone();
     let task = tokio::spawn(async move {
         let res =
-            magnetar_broker::service::run(config, pl, hl, MemStore::new(), MemLedgers::new(), sd)
+            magnetar_broker::service::run(config, pl, hl, metadata, ledgers, sd)
                 .await;
         if let Err(e) = res {
             panic!("broker failed: {e}");
@@ -157,6 +165,18 @@ impl Client {
         sub_type: i32,
         consumer_id: u64,
     ) -> Result<BaseCommand> {
+        self.subscribe_named(topic, sub, sub_type, consumer_id, "")
+            .await
+    }
+
+    pub async fn subscribe_named(
+        &mut self,
+        topic: &str,
+        sub: &str,
+        sub_type: i32,
+        consumer_id: u64,
+        consumer_name: &str,
+    ) -> Result<BaseCommand> {
         let rid = self.request_id();
         self.send(
             CommandSubscribe {
@@ -166,6 +186,7 @@ impl Client {
                 consumer_id,
                 request_id: rid,
                 initial_position: Some(1),
+                consumer_name: Some(consumer_name.to_string()).filter(|n| !n.is_empty()),
                 ..Default::default()
             }
             .into_command(),

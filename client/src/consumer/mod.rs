@@ -8,6 +8,7 @@ mod partition;
 mod tracker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,6 +189,7 @@ impl ConsumerBuilder {
         let opts = Arc::new(self.opts);
         let (tx, rx) = mpsc::unbounded_channel();
         let mut partitions = Vec::new();
+        let mut epochs = Vec::new();
         let names: Vec<(String, i32)> = if n == 0 {
             vec![(topic.clone(), -1)]
         } else {
@@ -196,15 +198,24 @@ impl ConsumerBuilder {
                 .collect()
         };
         for (name, idx) in names {
-            let p =
-                PartitionConsumer::start(self.client.clone(), name, idx, opts.clone(), tx.clone())
-                    .await?;
+            let epoch = Arc::new(AtomicU64::new(0));
+            let p = PartitionConsumer::start(
+                self.client.clone(),
+                name,
+                idx,
+                opts.clone(),
+                tx.clone(),
+                epoch.clone(),
+            )
+            .await?;
+            epochs.push(epoch);
             partitions.push(p);
         }
         Ok(Consumer {
             topic,
             subscription: opts.subscription.clone(),
             partitions,
+            epochs,
             rx: Mutex::new(rx),
         })
     }
@@ -216,7 +227,8 @@ pub struct Consumer {
     topic: String,
     subscription: String,
     partitions: Vec<mpsc::UnboundedSender<ConsumerCmd>>,
-    rx: Mutex<mpsc::UnboundedReceiver<Message>>,
+    epochs: Vec<Arc<AtomicU64>>,
+    rx: Mutex<mpsc::UnboundedReceiver<(u64, Message)>>,
 }
 
 impl Consumer {
@@ -230,9 +242,14 @@ impl Consumer {
         &self.subscription
     }
 
+    fn index(&self, id: &MessageId) -> usize {
+        usize::try_from(id.partition)
+            .unwrap_or(0)
+            .min(self.partitions.len() - 1)
+    }
+
     fn part(&self, id: &MessageId) -> &mpsc::UnboundedSender<ConsumerCmd> {
-        let i = usize::try_from(id.partition).unwrap_or(0);
-        &self.partitions[i.min(self.partitions.len() - 1)]
+        &self.partitions[self.index(id)]
     }
 
     fn cmd(&self, id: &MessageId, c: ConsumerCmd) -> Result<()> {
@@ -241,15 +258,17 @@ impl Consumer {
 
     /// Waits for the next message.
     pub async fn receive(&self) -> Result<Message> {
-        let m = self
-            .rx
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or(Error::Closed("consumer"))?;
-        let _ = self.part(&m.id).send(ConsumerCmd::Consumed);
-        Ok(m)
+        let mut rx = self.rx.lock().await;
+        loop {
+            let (epoch, m) = rx.recv().await.ok_or(Error::Closed("consumer"))?;
+            let i = self.index(&m.id);
+            if epoch < self.epochs[i].load(Ordering::Acquire) {
+                // Queued before a seek or reconnect; the broker sends it again.
+                continue;
+            }
+            let _ = self.partitions[i].send(ConsumerCmd::Consumed);
+            return Ok(m);
+        }
     }
 
     /// Waits up to `timeout` for the next message.
@@ -317,17 +336,11 @@ impl Consumer {
         Ok(out)
     }
 
-    fn drain_queue(&self) {
-        if let Ok(mut rx) = self.rx.try_lock() {
-            while rx.try_recv().is_ok() {}
-        }
-    }
-
-    /// Moves the subscription to `id` (every partition); queued messages are dropped.
+    /// Moves the subscription to `id` (every partition); messages queued before the seek
+    /// are dropped.
     pub async fn seek(&self, id: MessageId) -> Result<()> {
         self.each(|tx| ConsumerCmd::Seek(SeekTarget::Id(id), tx))
             .await?;
-        self.drain_queue();
         Ok(())
     }
 
@@ -335,7 +348,6 @@ impl Consumer {
     pub async fn seek_time(&self, publish_time_ms: u64) -> Result<()> {
         self.each(|tx| ConsumerCmd::Seek(SeekTarget::Time(publish_time_ms), tx))
             .await?;
-        self.drain_queue();
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 //! and timed-out messages, routes poison messages to the dead-letter topic, and
 //! re-subscribes after the broker closes the consumer or the connection drops.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,11 +51,18 @@ pub(crate) struct PartitionConsumer {
     opts: Arc<ConsumerOptions>,
     conn: Option<Connection>,
     events: mpsc::UnboundedReceiver<ConsumerEvent>,
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::UnboundedSender<(u64, Message)>,
+    /// Generation of delivered messages; the handle drops queued messages of older
+    /// generations (after a seek, or a durable consumer's reconnect, the broker
+    /// redelivers them in order).
+    epoch: Arc<AtomicU64>,
     consumed: u32,
     batches: BatchAcks,
     redelivery: Redelivery,
     dlq: Option<Producer>,
+    /// Delivered messages that reached the redelivery limit: if they come due for
+    /// redelivery (nack or ack timeout), they go to the dead-letter topic instead.
+    dlq_candidates: HashMap<EntryKey, Vec<Message>>,
     /// Readers: deliver only messages after this id (moves with each delivery).
     skip_until: Option<MessageId>,
     needs_reconnect: bool,
@@ -65,7 +74,8 @@ impl PartitionConsumer {
         topic: String,
         partition: i32,
         opts: Arc<ConsumerOptions>,
-        out: mpsc::UnboundedSender<Message>,
+        out: mpsc::UnboundedSender<(u64, Message)>,
+        epoch: Arc<AtomicU64>,
     ) -> Result<mpsc::UnboundedSender<ConsumerCmd>> {
         let (_, events) = mpsc::unbounded_channel();
         let skip_until = opts
@@ -80,10 +90,12 @@ impl PartitionConsumer {
             conn: None,
             events,
             out,
+            epoch,
             consumed: 0,
             batches: BatchAcks::default(),
             redelivery: Redelivery::default(),
             dlq: None,
+            dlq_candidates: HashMap::new(),
             skip_until,
             needs_reconnect: false,
         };
@@ -210,7 +222,7 @@ impl PartitionConsumer {
                     }
                     Some(ConsumerEvent::Closed) | None => self.needs_reconnect = true,
                 },
-                _ = tick.tick() => self.redeliver_due(),
+                _ = tick.tick() => self.redeliver_due().await,
             }
         }
     }
@@ -222,6 +234,10 @@ impl PartitionConsumer {
         // The broker redelivers everything unacknowledged; start the bookkeeping afresh.
         self.batches.clear();
         self.redelivery.clear();
+        self.dlq_candidates.clear();
+        if self.opts.durable {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
         let mut backoff = Backoff::new();
         loop {
             match self.connect_once().await {
@@ -286,6 +302,7 @@ impl PartitionConsumer {
             ConsumerCmd::Ack(id) => {
                 if self.batches.ack(&id) {
                     self.redelivery.acked(entry_key(&id));
+                    self.dlq_candidates.remove(&entry_key(&id));
                     self.ack_entries(vec![entry_key(&id)]);
                 }
             }
@@ -307,6 +324,8 @@ impl PartitionConsumer {
                 };
                 if let Some(t) = target {
                     self.batches.ack_up_to(&t);
+                    let k = entry_key(&t);
+                    self.dlq_candidates.retain(|e, _| *e > k);
                     self.redelivery.acked_up_to(&t);
                     self.send(commands::ack(
                         self.consumer_id,
@@ -320,6 +339,7 @@ impl PartitionConsumer {
                     .nack(&id, Instant::now(), self.opts.negative_ack_delay);
             }
             ConsumerCmd::RedeliverAll => {
+                self.dlq_candidates.clear();
                 self.batches.clear();
                 self.redelivery.clear();
                 self.send(commands::redeliver_unacknowledged(
@@ -342,6 +362,8 @@ impl PartitionConsumer {
                     }
                 };
                 if r.is_ok() {
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                    self.dlq_candidates.clear();
                     self.batches.clear();
                     self.redelivery.clear();
                     if let SeekTarget::Id(id) = target {
@@ -375,10 +397,38 @@ impl PartitionConsumer {
         }
     }
 
-    fn redeliver_due(&mut self) {
-        let due = self.redelivery.take_due(Instant::now());
+    async fn redeliver_due(&mut self) {
+        let mut due = self.redelivery.take_due(Instant::now());
         if due.is_empty() {
             return;
+        }
+        if !self.dlq_candidates.is_empty() {
+            let mut rest = Vec::with_capacity(due.len());
+            for key in due {
+                match self.dlq_candidates.remove(&key) {
+                    Some(msgs) => {
+                        let mut ok = true;
+                        for m in msgs {
+                            if let Err(e) = self.send_to_dead_letter(&m).await {
+                                tracing::warn!(error = %e, id = %m.id, "dead-letter publish failed; redelivering");
+                                ok = false;
+                                break;
+                            }
+                        }
+                        if ok {
+                            self.batches.forget(key);
+                            self.ack_entries(vec![key]);
+                        } else {
+                            rest.push(key);
+                        }
+                    }
+                    None => rest.push(key),
+                }
+            }
+            due = rest;
+            if due.is_empty() {
+                return;
+            }
         }
         let ids = due
             .into_iter()
@@ -436,61 +486,47 @@ impl PartitionConsumer {
                 redelivery_count,
             );
             if dead {
-                self.send_to_dead_letter(msg).await;
-                self.consumed(1);
-                continue;
+                self.dlq_candidates
+                    .entry(entry_key(&id))
+                    .or_default()
+                    .push(msg.clone());
             }
             self.batches.delivered(&id);
             self.redelivery.delivered(&id, now, self.opts.ack_timeout);
             if !self.opts.durable {
                 self.skip_until = Some(id);
             }
-            if self.out.send(msg).is_err() {
+            if self
+                .out
+                .send((self.epoch.load(Ordering::Acquire), msg))
+                .is_err()
+            {
                 return;
             }
         }
     }
 
-    async fn send_to_dead_letter(&mut self, msg: Message) {
+    async fn send_to_dead_letter(&mut self, msg: &Message) -> Result<()> {
         let Some(policy) = self.opts.dead_letter.clone() else {
-            return;
+            return Ok(());
         };
         if self.dlq.is_none() {
             let topic = policy
                 .dead_letter_topic
                 .clone()
                 .unwrap_or_else(|| format!("{}-{}-DLQ", self.topic, self.opts.subscription));
-            match self.client.producer().topic(topic).create().await {
-                Ok(p) => self.dlq = Some(p),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create dead-letter producer; delivering instead");
-                    let _ = self.out.send(msg);
-                    return;
-                }
-            }
+            self.dlq = Some(self.client.producer().topic(topic).create().await?);
         }
-        let Some(dlq) = &self.dlq else { return };
+        let Some(dlq) = &self.dlq else {
+            return Ok(());
+        };
         let mut pm = ProducerMessage::new(msg.payload.clone());
         pm.key = msg.key.clone();
         pm.properties = msg.properties.clone();
         pm.properties.insert("REAL_TOPIC".into(), msg.topic.clone());
         pm.properties
             .insert("ORIGIN_MESSAGE_ID".into(), msg.id.to_string());
-        let sent = match dlq.send(pm).await {
-            Ok(f) => f.await,
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(_) => {
-                if self.batches.ack(&msg.id) {
-                    self.ack_entries(vec![entry_key(&msg.id)]);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, id = %msg.id, "dead-letter publish failed; delivering instead");
-                let _ = self.out.send(msg);
-            }
-        }
+        dlq.send(pm).await?.await.map(|_| ())
     }
 
     async fn close(&mut self) -> Result<()> {

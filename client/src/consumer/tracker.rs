@@ -59,6 +59,11 @@ impl BatchAcks {
         self.remaining.retain(|e, _| *e > k);
     }
 
+    /// Forgets one entry (it was acked as a whole).
+    pub(crate) fn forget(&mut self, key: EntryKey) {
+        self.remaining.remove(&key);
+    }
+
     /// Forgets everything (after seek or reconnect).
     pub(crate) fn clear(&mut self) {
         self.remaining.clear();

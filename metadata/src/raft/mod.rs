@@ -3,5 +3,7 @@
 
 pub mod network;
 pub mod sm;
+#[cfg(test)]
+mod sm_tests;
 pub mod storage;
 pub mod types;

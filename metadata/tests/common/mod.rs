@@ -22,12 +22,20 @@ fn config(id: u64, root: &std::path::Path, members: &BTreeMap<u64, String>) -> M
     c.heartbeat_ms = 50;
     c.election_timeout_ms = 300;
     c.snapshot_logs = 200;
+    c.logs_to_keep = 50;
     c
 }
 
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) and waits for a leader.
     pub async fn start(n: usize) -> Cluster {
+        // Logs only when RUST_LOG is set.
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let root = tempfile::tempdir().expect("temp dir");
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();

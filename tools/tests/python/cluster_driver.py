@@ -1,0 +1,84 @@
+"""Produce/consume driver for tools/tests/cluster_*.rs, using the official Pulsar client.
+
+  cluster_driver.py produce SERVICE_URL HTTP_URL TOPIC COUNT DEADLINE_SECS [FIRST]
+      prints "OWNER <brokerUrl>" (HTTP lookup), then "ACK <i>" for every acknowledged
+      message i (in order), "FAIL <i> <error>" for a failed send, and "DONE".
+  cluster_driver.py consume SERVICE_URL TOPIC IDLE_SECS DEADLINE_SECS
+      prints "MSG <i>" for every message received (subscription from the earliest message)
+      until IDLE_SECS pass without one, then "END".
+Every line is flushed at once so the test can act on it (for example kill the owner).
+Environment: CLUSTER_DRIVER_SEND_TIMEOUT_MS (30000), CLUSTER_DRIVER_PRODUCER_NAME
+(cluster-driver).
+"""
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import pulsar
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def produce(service_url, http_url, topic, count, deadline_secs, first=0):
+    local = topic.split("/")[-1]
+    owner = json.load(urllib.request.urlopen(
+        f"{http_url}/lookup/v2/topic/persistent/public/default/{local}", timeout=10))
+    out(f"OWNER {owner['brokerUrl']}")
+    client = pulsar.Client(service_url, operation_timeout_seconds=30)
+    producer = client.create_producer(
+        f"persistent://public/default/{local}",
+        send_timeout_millis=int(os.environ.get("CLUSTER_DRIVER_SEND_TIMEOUT_MS", "30000")),
+        batching_enabled=False,
+        producer_name=os.environ.get("CLUSTER_DRIVER_PRODUCER_NAME", "cluster-driver"),
+    )
+    end = time.monotonic() + deadline_secs
+    for i in range(first, first + count):
+        if time.monotonic() > end:
+            out("DEADLINE")
+            break
+        try:
+            producer.send(str(i).encode())
+            out(f"ACK {i}")
+        except Exception as e:  # noqa: BLE001 - any failure is reported, the run goes on
+            out(f"FAIL {i} {type(e).__name__}")
+        time.sleep(0.01)
+    producer.close()
+    client.close()
+    out("DONE")
+
+
+def consume(service_url, topic, idle_secs, deadline_secs):
+    local = topic.split("/")[-1]
+    client = pulsar.Client(service_url, operation_timeout_seconds=30)
+    consumer = client.subscribe(
+        f"persistent://public/default/{local}",
+        "cluster-check",
+        initial_position=pulsar.InitialPosition.Earliest,
+    )
+    end = time.monotonic() + deadline_secs
+    while time.monotonic() < end:
+        try:
+            msg = consumer.receive(timeout_millis=int(idle_secs * 1000))
+        except pulsar.Timeout:
+            break
+        out(f"MSG {msg.data().decode()}")
+        consumer.acknowledge(msg)
+    consumer.close()
+    client.close()
+    out("END")
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "produce":
+        first = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+        produce(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]), first)
+    elif mode == "consume":
+        consume(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]))
+    else:
+        sys.exit(f"unknown mode {mode}")
