@@ -21,10 +21,10 @@ fn bench_secs() -> f64 {
         .unwrap_or(1.5)
 }
 
-fn raw_synced_writes_per_sec(dir: &std::path::Path) -> anyhow::Result<f64> {
-    let path = dir.join("raw-sync-probe");
+fn raw_synced_writes_per_sec(dir: &std::path::Path, size: usize) -> anyhow::Result<f64> {
+    let path = dir.join(format!("raw-sync-probe-{size}"));
     let mut f = std::fs::File::create(&path)?;
-    let buf = vec![0xabu8; 4096];
+    let buf = vec![0xabu8; size];
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < Duration::from_secs(1) && n < 100_000 {
@@ -41,10 +41,20 @@ async fn bench_bookie_adds() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let raw = tokio::task::spawn_blocking({
         let p = tmp.path().to_path_buf();
-        move || raw_synced_writes_per_sec(&p)
+        move || -> anyhow::Result<(f64, f64)> {
+            Ok((
+                raw_synced_writes_per_sec(&p, 4096)?,
+                raw_synced_writes_per_sec(&p, 128 * 1024)?,
+            ))
+        }
     })
     .await??;
+    let (raw, raw_big) = raw;
     println!("raw synced 4KiB writes: {raw:.0}/s");
+    println!(
+        "raw synced 128KiB writes: {raw_big:.0}/s ({:.1} MB/s)",
+        raw_big * 131_072.0 / 1e6
+    );
     println!("| bookies | E/Qw/Qa | in flight | entries/s | MB/s |");
     println!("|---|---|---|---|---|");
     let entry = Bytes::from(vec![0x5au8; 1024]);

@@ -484,28 +484,32 @@ impl PolicyResolver {
     }
 
     /// Watches `/namespaces/` and `/topic-policies/` and invalidates the cache on every
-    /// change, until `shutdown`. Without it, changes show within the cache TTL.
-    pub fn spawn_invalidator(self: &Arc<Self>, shutdown: CancellationToken) {
+    /// change, until `shutdown`. The watches are open when this returns, so any change
+    /// committed afterwards is seen. Without it, changes show within the cache TTL.
+    pub async fn spawn_invalidator(self: &Arc<Self>, shutdown: CancellationToken) -> Result<()> {
+        let rev = self.metadata.revision().await?;
+        let ns = self.metadata.watch("/namespaces/", rev).await?;
+        let tp = self.metadata.watch("/topic-policies/", rev).await?;
+        // Anything cached before the watches opened may be stale.
+        self.invalidate_all();
         let me = self.clone();
         tokio::spawn(async move {
-            let watches = async {
-                let rev = me.metadata.revision().await?;
-                let ns = me.metadata.watch("/namespaces/", rev).await?;
-                let tp = me.metadata.watch("/topic-policies/", rev).await?;
-                let mut both = futures::stream::select(ns, tp);
-                while let Some(ev) = both.next().await {
-                    ev?;
-                    me.invalidate_all();
+            let mut both = futures::stream::select(ns, tp);
+            loop {
+                tokio::select! {
+                    ev = both.next() => match ev {
+                        Some(Ok(_)) => me.invalidate_all(),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "policy watch failed; relying on cache expiry");
+                            break;
+                        }
+                        None => break,
+                    },
+                    _ = shutdown.cancelled() => break,
                 }
-                Ok::<(), BrokerError>(())
-            };
-            tokio::select! {
-                res = watches => if let Err(e) = res {
-                    tracing::warn!(error = %e, "policy watch ended; relying on cache expiry");
-                },
-                _ = shutdown.cancelled() => {}
             }
         });
+        Ok(())
     }
 }
 
@@ -556,5 +560,58 @@ mod tests {
         let back = serde_json::to_value(&p).expect("serialize");
         assert_eq!(back["bundles"]["numBundles"], 4);
         assert_eq!(back["retention_policies"]["retentionTimeInMinutes"], 10);
+    }
+
+    #[tokio::test]
+    async fn resolver_sees_namespace_and_topic_changes_through_the_watch() {
+        let store = magnetar_metadata::MemStore::new();
+        let metadata: Arc<dyn MetadataStore> = store;
+        let config = BrokerConfig::default();
+        metadata
+            .put(
+                &namespace_key("public", "default"),
+                Bytes::from_static(br#"{"replication_clusters":["standalone"]}"#),
+                Expect::Absent,
+                None,
+            )
+            .await
+            .expect("create namespace");
+        let resolver = PolicyResolver::new(metadata.clone(), &config);
+        let shutdown = CancellationToken::new();
+        resolver
+            .spawn_invalidator(shutdown.clone())
+            .await
+            .expect("watch");
+        let topic = TopicName::parse("persistent://public/default/x-partition-1").expect("name");
+        assert_eq!(resolver.get(&topic).await.expect("get").message_ttl, None);
+
+        update_namespace_policies(metadata.as_ref(), "public", "default", |p| {
+            p.message_ttl_in_seconds = Some(30);
+        })
+        .await
+        .expect("update")
+        .expect("namespace exists");
+        update_topic_policies(metadata.as_ref(), &topic.base(), |p| {
+            p.max_consumers = Some(2);
+        })
+        .await
+        .expect("topic update");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+        loop {
+            let p = resolver.get(&topic).await.expect("get");
+            if p.message_ttl == Some(Duration::from_secs(30)) && p.max_consumers == Some(2) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "change never seen: {p:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let missing = update_namespace_policies(metadata.as_ref(), "public", "nope", |_| {})
+            .await
+            .expect("no error");
+        assert!(missing.is_none());
+        shutdown.cancel();
     }
 }

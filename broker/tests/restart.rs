@@ -52,7 +52,10 @@ async fn graceful_restart_keeps_messages_and_positions() -> anyhow::Result<()> {
         let m = f.command.message.expect("MESSAGE");
         assert_eq!(m.message_id.ledger_id, ids[want].ledger_id);
         assert_eq!(m.message_id.entry_id, ids[want].entry_id);
-        assert_eq!(&f.payload.expect("payload").body[..], format!("m{want}").as_bytes());
+        assert_eq!(
+            &f.payload.expect("payload").body[..],
+            format!("m{want}").as_bytes()
+        );
     }
     // New writes are accepted after the restart.
     c.create_producer(topic, 2).await?;

@@ -17,6 +17,8 @@
 //! [`Error`] is the one error type of the crate. Delivery is at-least-once: after a
 //! reconnect the broker may redeliver messages that were already received but not acked.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod connection;
 pub mod consumer;

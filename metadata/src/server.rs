@@ -191,6 +191,8 @@ pub async fn run(
         .await
         .map_err(|e| MetadataError::Storage(format!("start raft: {e}")))?;
 
+    // If this task is aborted, Raft still stops (a crash, as peers see it).
+    let mut raft_guard = StopRaftOnDrop(Some(raft.clone()));
     let node_shutdown = shutdown.child_token();
     let ctx = NodeCtx {
         id,
@@ -236,6 +238,7 @@ pub async fn run(
             }
         },
     };
+    raft_guard.0 = None;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(node = id, error = %e, "raft shutdown");
     }
@@ -253,6 +256,18 @@ pub async fn run(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(MetadataError::Storage(format!("grpc server: {e}"))),
         Err(e) => Err(MetadataError::Storage(format!("grpc server task: {e}"))),
+    }
+}
+
+struct StopRaftOnDrop(Option<Raft>);
+
+impl Drop for StopRaftOnDrop {
+    fn drop(&mut self) {
+        if let (Some(raft), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
     }
 }
 

@@ -422,7 +422,13 @@ impl TransportService {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(p: pb::RaftPayload) -> Result<T, Status> {
-    bincode::deserialize(&p.data)
+    use bincode::Options;
+    // Same encoding as `bincode::serialize`; reads can never run past the message.
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(p.data.len() as u64)
+        .deserialize(&p.data)
         .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
 }
 

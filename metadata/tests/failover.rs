@@ -261,3 +261,51 @@ async fn lagging_follower_catches_up_from_a_snapshot() {
     assert!(matches!(first, WatchEvent::Reset { .. }), "{first:?}");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_added_and_removed_at_runtime() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (a1, a2) = (
+        l1.local_addr().expect("addr").to_string(),
+        l2.local_addr().expect("addr").to_string(),
+    );
+    let m1 = std::collections::BTreeMap::from([(1, a1.clone())]);
+    // Node 2 lists node 1 (lower id), so it waits to be added instead of bootstrapping.
+    let m2 = std::collections::BTreeMap::from([(1, a1.clone()), (2, a2.clone())]);
+    let mut c1 = magnetar_metadata::MetadataConfig::new(1, root.path().join("n1"), m1);
+    c1.heartbeat_ms = 50;
+    c1.election_timeout_ms = 300;
+    let mut c2 = magnetar_metadata::MetadataConfig::new(2, root.path().join("n2"), m2);
+    c2.heartbeat_ms = 50;
+    c2.election_timeout_ms = 300;
+    let n1 = magnetar_metadata::start_on(c1, l1).expect("start 1");
+    let n2 = magnetar_metadata::start_on(c2, l2).expect("start 2");
+    let client = magnetar_metadata::GrpcMetadataClient::new(vec![a1.clone(), a2.clone()]);
+    client
+        .put("/m/before", Bytes::from("x"), Expect::Any, None)
+        .await
+        .expect("put on single node");
+    let st = client.add_node(2, &a2).await.expect("add node");
+    assert_eq!(st.members.iter().filter(|m| m.voter).count(), 2, "{st:?}");
+    let v = client
+        .put("/m/after", Bytes::from("y"), Expect::Any, None)
+        .await
+        .expect("put on two nodes");
+    eventually(Duration::from_secs(10), "node 2 applied", || {
+        let client = client.clone();
+        let a2 = a2.clone();
+        async move { matches!(client.status_of(&a2).await, Ok(st) if st.last_applied >= v.0) }
+    })
+    .await;
+    let st = client.remove_node(2).await.expect("remove node");
+    assert_eq!(st.members.iter().filter(|m| m.voter).count(), 1, "{st:?}");
+    assert!(client.get("/m/after").await.expect("get").is_some());
+    n2.shutdown().await.expect("stop 2");
+    n1.shutdown().await.expect("stop 1");
+}

@@ -93,7 +93,6 @@ fn search(
 
 /// Runs one seeded history; returns how many CAS writes were acknowledged.
 async fn run_once(c: &mut Cluster, seed: u64) -> usize {
-    let t0 = Instant::now();
     let key = format!("/lin/{seed}");
     let setup = c.client();
     let v0 = setup
@@ -164,16 +163,12 @@ async fn run_once(c: &mut Cluster, seed: u64) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     tokio::time::sleep(Duration::from_millis(rng.gen_range(20..150))).await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
-    eprintln!("T seed {seed} kill at {:?}", t0.elapsed());
     c.kill(leader).await;
     for t in tasks {
         t.await.expect("worker");
     }
-    eprintln!("T seed {seed} workers done {:?}", t0.elapsed());
     c.restart(leader).await;
-    eprintln!("T seed {seed} restarted {:?}", t0.elapsed());
     c.wait_leader(Duration::from_secs(10)).await;
-    eprintln!("T seed {seed} leader {:?}", t0.elapsed());
     let h = history.lock().clone();
     let versions = versions.lock().clone();
     assert!(

@@ -15,8 +15,10 @@ N = 1000
 @pytest.mark.parametrize("compression", [
     pulsar.CompressionType.LZ4,
     pulsar.CompressionType.ZSTD,
+    pulsar.CompressionType.ZLib,
+    pulsar.CompressionType.SNAPPY,
     pulsar.CompressionType.NONE,
-], ids=["lz4", "zstd", "none"])
+], ids=["lz4", "zstd", "zlib", "snappy", "none"])
 def test_batched_compressed_roundtrip(client, topic, compression):
     cons = client.subscribe(topic, "batch", receiver_queue_size=1000)
     prod = client.create_producer(

@@ -50,12 +50,22 @@ def test_regex_subscription(client):
     assert_no_more(cons, 1000)
 
 
+@pytest.mark.timeout(150)
 def test_chunked_message_larger_than_max_size(client, topic):
+    """The official C++ client cuts chunks of exactly max_message_size payload bytes, so each
+    entry is slightly larger than 5 MiB (metadata); Pulsar accepts that (frame limit is
+    max_message_size + 10 KiB padding)."""
     cons = client.subscribe(topic, "chunks")
-    prod = client.create_producer(topic, chunking_enabled=True, batching_enabled=False)
+    prod = client.create_producer(topic, chunking_enabled=True, batching_enabled=False,
+                                  send_timeout_millis=20_000)
     big = bytes(range(256)) * (12 * 1024 * 4)  # 12 MiB > 5 MiB max message size
-    prod.send(big)
-    prod.send(b"small-after")
+    results = []
+    prod.send_async(big, lambda res, mid: results.append(res))
+    prod.send_async(b"small-after", lambda res, mid: results.append(res))
+    deadline = time.monotonic() + 45
+    while len(results) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert results == [pulsar.Result.Ok] * 2, f"chunked send not acknowledged within 45 s: {results}"
     got = receive_n(cons, 2, timeout_s=60, ack=True)
     assert len(got) == 2, f"received {len(got)}/2"
     assert got[0].data() == big, "chunked message not reassembled intact"

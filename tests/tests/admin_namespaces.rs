@@ -28,6 +28,8 @@ async fn namespaces_are_listed_and_non_empty_ones_cannot_be_deleted() {
 
     let topic = "/admin/v2/persistent/public/pol/t1";
     assert_eq!(a.put(topic, "").await.status, 204);
+    let topics = a.get(&format!("{NS}/topics")).await.body;
+    assert_eq!(topics, json!(["persistent://public/pol/t1"]));
     let r = a.delete(NS).await;
     assert_eq!(r.status, 412, "{}", r.body);
     assert!(!r.reason().is_empty());

@@ -155,6 +155,20 @@ async fn stats_and_internal_stats_reflect_produced_messages() {
         })
         .await;
     assert_eq!(ps["metadata"]["partitions"], 2);
+    let r = a
+        .put(&format!("{NS}/pst/subscription/all?messageId=earliest"), "")
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        a.get(&format!("{NS}/pst/subscriptions")).await.body,
+        json!(["all"])
+    );
+    let ps = a
+        .wait_json(&format!("{NS}/pst/partitioned-stats"), |s| {
+            s["subscriptions"]["all"]["msgBacklog"] == 6
+        })
+        .await;
+    assert_eq!(ps["msgInCounter"], 6);
     assert_eq!(
         ps["partitions"].as_object().map(|m| m.len()),
         Some(2),

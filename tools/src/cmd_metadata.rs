@@ -15,10 +15,18 @@ pub struct MetadataArgs {
     #[arg(long, env = "MAGNETAR_METADATA_NODE_ID", default_value_t = 1)]
     pub node_id: u64,
     /// Address to listen on for gRPC (client API and Raft transport).
-    #[arg(long, env = "MAGNETAR_METADATA_LISTEN", default_value = "127.0.0.1:7000")]
+    #[arg(
+        long,
+        env = "MAGNETAR_METADATA_LISTEN",
+        default_value = "127.0.0.1:7000"
+    )]
     pub listen: SocketAddr,
     /// Data directory (RocksDB).
-    #[arg(long, env = "MAGNETAR_METADATA_DATA_DIR", default_value = "./data/metadata")]
+    #[arg(
+        long,
+        env = "MAGNETAR_METADATA_DATA_DIR",
+        default_value = "./data/metadata"
+    )]
     pub data_dir: PathBuf,
     /// Initial members: `1=host:port,2=host:port,3=host:port`. Empty: a single-node cluster.
     #[arg(long, env = "MAGNETAR_METADATA_MEMBERS", default_value = "")]

@@ -13,6 +13,18 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Like [`init_tracing`] but defaulting to `warn`, for command-line tools whose output is
+/// their result.
+pub fn init_tracing_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Returns a token cancelled on the first SIGINT or SIGTERM. A second signal exits at once.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();

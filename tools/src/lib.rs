@@ -3,12 +3,12 @@
 //! server subcommand is a thin layer over the owning crate's `run(config, listener,
 //! shutdown)`.
 
-pub mod cmd_metadata;
-pub mod common;
-pub mod standalone;
-pub mod cmd_client;
-pub mod cmd_perf;
+pub mod cmd_admin;
 pub mod cmd_bookie;
 pub mod cmd_broker;
+pub mod cmd_client;
 pub mod cmd_init;
-pub mod cmd_admin;
+pub mod cmd_metadata;
+pub mod cmd_perf;
+pub mod common;
+pub mod standalone;

@@ -75,11 +75,8 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     let pulsar_port = pulsar.local_addr()?.port();
     let http_port = http.local_addr()?.port();
 
-    let meta_cfg = magnetar_metadata::MetadataConfig::new(
-        1,
-        args.data_dir.join("metadata"),
-        BTreeMap::new(),
-    );
+    let meta_cfg =
+        magnetar_metadata::MetadataConfig::new(1, args.data_dir.join("metadata"), BTreeMap::new());
     let meta_listener = TcpListener::bind("127.0.0.1:0").await?;
     let meta_node = magnetar_metadata::server::start_on(meta_cfg, meta_listener)
         .context("cannot start the metadata node")?;
@@ -95,21 +92,27 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         let mut cfg =
             magnetar_bookie::BookieConfig::with_data_dir(args.data_dir.join(format!("bookie-{i}")));
         cfg.bookie_id = Some(format!("{}-bookie-{i}", args.cluster_name));
-        let bookie =
-            magnetar_bookie::server::Bookie::start(cfg, listener, metadata.clone(), bookie_stop.clone())
-                .await
-                .with_context(|| format!("cannot start bookie {i}"))?;
+        let bookie = magnetar_bookie::server::Bookie::start(
+            cfg,
+            listener,
+            metadata.clone(),
+            bookie_stop.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot start bookie {i}"))?;
         tracing::info!(id = bookie.id(), addr = bookie.address(), "bookie ready");
         bookies.push(bookie);
     }
     let ledgers = BookKeeper::new(metadata.clone());
 
-    let mut config = magnetar_broker::BrokerConfig::default();
-    config.cluster_name = args.cluster_name.clone();
-    config.advertised_address = args.advertised_address.clone();
-    config.broker_port = pulsar_port;
-    config.web_port = http_port;
-    config.ledger = ledger_config_for(args.bookies);
+    let config = magnetar_broker::BrokerConfig {
+        cluster_name: args.cluster_name.clone(),
+        advertised_address: args.advertised_address.clone(),
+        broker_port: pulsar_port,
+        web_port: http_port,
+        ledger: ledger_config_for(args.bookies),
+        ..Default::default()
+    };
     tracing::info!(
         port = pulsar_port,
         http_port,

@@ -127,8 +127,18 @@ fn frozen_owner_is_fenced_and_gives_up_its_topic() {
         Some(other.url().as_str()),
         "the thawed broker claims the topic again"
     );
-    let zlog = cluster.log(&owner.name).to_lowercase();
-    eprintln!("zombie log mentions fencing: {}", zlog.contains("fenc"));
+    let zlog = cluster.log(&owner.name);
+    let fenced: Vec<&str> = zlog
+        .lines()
+        .filter(|l| l.to_lowercase().contains("fenc"))
+        .take(3)
+        .collect();
+    eprintln!("zombie log lines about fencing: {fenced:#?}");
+    assert!(
+        !fenced.is_empty(),
+        "the thawed broker never hit the fence; logs in {}",
+        cluster.dir.path().display()
+    );
 
     let c = driver(
         &py,

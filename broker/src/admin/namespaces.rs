@@ -60,6 +60,7 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
     let mut r = Router::new()
         .route("/admin/v2/namespaces/:t/:ns", delete(delete_namespace))
         .route("/admin/v2/namespaces/:t/:ns/policies", get(policies))
+        .route("/admin/v2/namespaces/:t/:ns/topics", get(topics))
         .route(
             "/admin/v2/namespaces/:t/:ns/backlogQuotaMap",
             get(backlog_quota_map),
@@ -103,6 +104,18 @@ where
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(not_found("Namespace does not exist")),
     }
+}
+
+async fn topics(State(b): S, Path((t, ns)): NsPath) -> AdminResult<Json<Vec<String>>> {
+    require_namespace(&b, &t, &ns).await?;
+    let mut all = b.list_topics(&t, &ns).await.map_err(be)?;
+    for p in b.list_partitioned(&t, &ns).await.map_err(be)? {
+        if !all.contains(&p) {
+            all.push(p);
+        }
+    }
+    all.sort();
+    Ok(Json(all))
 }
 
 async fn policies(State(b): S, Path((t, ns)): NsPath) -> AdminResult<Json<Policies>> {

@@ -79,6 +79,7 @@ fn operations() -> Vec<(&'static str, String, &'static str)> {
             format!("{NS}/policies"),
             "Get a namespace's policies",
         ),
+        ("get", format!("{NS}/topics"), "List a namespace's topics"),
         ("get", format!("{NS}/backlogQuotaMap"), "Get backlog quotas"),
         (
             "post",

@@ -180,8 +180,10 @@ async fn create(
     let name = checked_topic(&b, &t, &ns, &topic).await?;
     let initial = initial_position(&q, parse_opt_body(&body)?)?;
     let parts = targets(&b, &name).await?;
+    // Partitions of a partitioned topic are created on first use, as clients would.
+    let partitioned = parts.len() > 1 || parts.first() != Some(&name);
     for p in &parts {
-        let tp = load(&b, p).await?;
+        let tp = b.get_topic(p, partitioned).await.map_err(be)?;
         if sub_names(&tp).contains(&sub) {
             return Err(conflict("Subscription already exists for topic"));
         }

@@ -36,7 +36,9 @@ async fn broker(store: Arc<MemStore>, port: u16) -> Cluster {
         web_service_url: c.me.web_service_url.clone(),
         ..LoadReport::default()
     };
-    c.publish_report(keeper.id(), &report).await.expect("register");
+    c.publish_report(keeper.id(), &report)
+        .await
+        .expect("register");
     *c.session.lock() = Some(keeper);
     c
 }
@@ -67,7 +69,11 @@ async fn one_owner_per_bundle_and_release_hands_it_over() {
         let t = topic(i);
         let owner = owner_of(&a, &b, &t).await;
         owners.insert(owner.clone());
-        let (mine, theirs) = if owner == a.me.broker_id { (&a, &b) } else { (&b, &a) };
+        let (mine, theirs) = if owner == a.me.broker_id {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         mine.check_owned(&t).await.expect("owner serves its topic");
         let err = theirs.check_owned(&t).await.expect_err("non-owner refuses");
         assert!(matches!(err, crate::error::BrokerError::ServiceNotReady(_)));
@@ -76,12 +82,18 @@ async fn one_owner_per_bundle_and_release_hands_it_over() {
             LookupAnswer::Here => panic!("two owners of {t}"),
         }
     }
-    assert_eq!(owners.len(), 2, "12 topics over 4 bundles all went to one broker");
+    assert_eq!(
+        owners.len(),
+        2,
+        "12 topics over 4 bundles all went to one broker"
+    );
 
     // A releases everything (graceful shutdown): B can serve every topic at once.
     a.release().await;
     for i in 0..12 {
-        b.check_owned(&topic(i)).await.expect("b takes over released bundles");
+        b.check_owned(&topic(i))
+            .await
+            .expect("b takes over released bundles");
     }
     assert_eq!(b.owned_bundles().len(), 4);
 }
@@ -91,7 +103,10 @@ async fn a_broker_without_session_serves_nothing() {
     let store = MemStore::new();
     let a = broker(store.clone(), 7200).await;
     let t = topic(1);
-    assert_eq!(a.lookup(&t, true).await.expect("lookup"), LookupAnswer::Here);
+    assert_eq!(
+        a.lookup(&t, true).await.expect("lookup"),
+        LookupAnswer::Here
+    );
     *a.session.lock() = None;
     a.owned.lock().clear();
     assert!(a.check_owned(&t).await.is_err());

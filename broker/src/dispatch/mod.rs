@@ -398,6 +398,19 @@ impl Dispatcher {
         self.slot_pending.clear();
     }
 
+    /// Queues an entry for (re)delivery, e.g. a delayed message that became due.
+    pub fn add_replay(&mut self, pos: Position, slot: Option<u32>) {
+        if !self.pending.contains_key(&pos) {
+            self.replay.insert(pos, slot);
+            self.replay_dirty = true;
+        }
+    }
+
+    /// Drops an entry from the redelivery queue (it is held elsewhere, e.g. delayed).
+    pub fn forget_replay(&mut self, pos: Position) {
+        self.replay.remove(&pos);
+    }
+
     /// Asks for the replay entries to be read again (after a failed read).
     pub fn retry_replay(&mut self) {
         self.replay_dirty = true;

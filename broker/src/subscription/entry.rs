@@ -13,6 +13,8 @@ pub struct EntryMeta {
     pub slot: Option<u32>,
     /// Publish time (ms).
     pub publish_time: u64,
+    /// Delayed delivery: not before this time (ms since epoch).
+    pub deliver_at: Option<u64>,
 }
 
 /// Decodes the metadata of an entry stored as `[0x0e01][crc][size][metadata][body]`.
@@ -37,5 +39,6 @@ pub fn entry_metadata(raw: &Bytes) -> EntryMeta {
         num_messages: md.num_messages_in_batch.map_or(1, |n| n.max(1) as u32),
         slot: has_key.then(|| hash::key_shared_slot(hash::sticky_key(&md))),
         publish_time: md.publish_time,
+        deliver_at: md.deliver_at_time.and_then(|t| u64::try_from(t).ok()),
     }
 }

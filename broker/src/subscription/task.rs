@@ -42,6 +42,8 @@ pub(crate) struct SubTask {
     read_epoch: u64,
     terminated: bool,
     end_notified: bool,
+    /// Delayed entries (Shared, Key_Shared): due time (ms), position, key slot.
+    delayed: std::collections::BTreeSet<(u64, Position, Option<u32>)>,
 }
 
 impl SubTask {
@@ -72,6 +74,7 @@ impl SubTask {
             read_epoch: 0,
             terminated: false,
             end_notified: false,
+            delayed: std::collections::BTreeSet::new(),
         }
     }
 
@@ -92,6 +95,10 @@ impl SubTask {
                     self.reading = None;
                     let epoch = self.read_epoch;
                     self.on_read(res, epoch);
+                }
+                _ = sleep_until_due(self.delayed.first().map(|d| d.0)),
+                    if !self.delayed.is_empty() => {
+                    self.release_due();
                 }
                 changed = lac.changed(), if caught_up => {
                     if changed.is_err() {
@@ -298,6 +305,7 @@ impl SubTask {
         self.reading = None;
         self.read_pos = pos;
         self.acks.reset(self.cursor.mark_delete());
+        self.delayed.clear();
         self.dispatcher.reset();
         // As Pulsar does: consumers are disconnected and reconnect with fresh permits.
         let keys: Vec<ConsumerKey> = self.sinks.keys().copied().collect();
@@ -408,6 +416,13 @@ impl SubTask {
                 continue;
             }
             let meta = entry_metadata(&bytes);
+            if let Some(at) = meta.deliver_at.filter(|_| self.delays_allowed()) {
+                if at > now_ms() {
+                    self.dispatcher.forget_replay(pos);
+                    self.delayed.insert((at, pos, meta.slot));
+                    continue;
+                }
+            }
             infos.push(EntryInfo {
                 pos,
                 num_messages: meta.num_messages,
@@ -419,6 +434,28 @@ impl SubTask {
         for d in deliveries {
             if let Some(bytes) = data.get(&d.pos) {
                 self.deliver(d, bytes.clone());
+            }
+        }
+    }
+
+    /// Delayed delivery applies to Shared and Key_Shared subscriptions, as in Pulsar.
+    fn delays_allowed(&self) -> bool {
+        matches!(
+            self.dispatcher.sub_type(),
+            SubType::Shared | SubType::KeyShared
+        )
+    }
+
+    /// Moves delayed entries that are due to the redelivery queue.
+    fn release_due(&mut self) {
+        let now = now_ms();
+        while let Some(&(at, pos, slot)) = self.delayed.first() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop_first();
+            if !self.acks.is_acked(pos) {
+                self.dispatcher.add_replay(pos, slot);
             }
         }
     }
@@ -487,4 +524,16 @@ async fn find_by_time(log: Arc<dyn TopicLog>, time_ms: u64) -> Result<Position> 
         pos = log.next_position(last);
     }
     Ok(end.map_or(pos, |e| log.next_position(e)))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sleeps until wall-clock time `at_ms` (at most a minute at a time; the loop re-checks).
+async fn sleep_until_due(at_ms: Option<u64>) {
+    let wait = at_ms.map_or(60_000, |at| at.saturating_sub(now_ms()).min(60_000));
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
 }

@@ -53,9 +53,7 @@ pub async fn start_broker_on(
     };
     let sd = shutdown.clone();
     let task = tokio::spawn(async move {
-        let res =
-            magnetar_broker::service::run(config, pl, hl, metadata, ledgers, sd)
-                .await;
+        let res = magnetar_broker::service::run(config, pl, hl, metadata, ledgers, sd).await;
         if let Err(e) = res {
             panic!("broker failed: {e}");
         }

@@ -1,11 +1,15 @@
 //! `magnetar`: runs Magnetar servers (standalone, metadata node, bookie, broker).
 
 use clap::{Parser, Subcommand};
-use magnetar_tools::{cmd_metadata, common, standalone};
 use magnetar_tools::{cmd_bookie, cmd_broker, cmd_init};
+use magnetar_tools::{cmd_metadata, common, standalone};
 
 #[derive(Parser)]
-#[command(name = "magnetar", version, about = "Magnetar: a Pulsar-compatible messaging system")]
+#[command(
+    name = "magnetar",
+    version,
+    about = "Magnetar: a Pulsar-compatible messaging system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,7 +32,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     common::init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("magnetar: cannot start the runtime: {e}");

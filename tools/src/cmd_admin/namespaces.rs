@@ -53,6 +53,8 @@ pub enum NamespacesCmd {
     Delete(Ns),
     /// Show all policies of a namespace.
     Policies(Ns),
+    /// List a namespace's topics.
+    Topics(Ns),
     /// Set retention of consumed messages.
     SetRetention {
         namespace: String,
@@ -262,6 +264,7 @@ pub async fn run(rest: &Rest, cmd: NamespacesCmd) -> anyhow::Result<()> {
             .await
             .map(|_| ()),
         C::Policies(n) => show(rest, &n.namespace, "policies").await,
+        C::Topics(n) => show(rest, &n.namespace, "topics").await,
         C::SetRetention {
             namespace,
             time,
