@@ -7,7 +7,7 @@
 #   scripts/local-cluster.sh stop      # SIGTERM everything (brokers first), wait, SIGKILL leftovers
 #
 # Environment (defaults in brackets):
-#   MAGNETAR_BIN              the magnetar binary [$CARGO_TARGET_DIR/debug/magnetar, built if missing]
+#   MAGNETAR_BIN              the magnetar binary [built into $CARGO_TARGET_DIR/debug/magnetar]
 #   LC_DIR                    data directory [./data/local-cluster]
 #   LC_CLUSTER                cluster name [local]
 #   LC_METADATA_PORT          first metadata port [7101]      (3 ports)
@@ -37,10 +37,8 @@ binary() {
         return
     fi
     local target="${CARGO_TARGET_DIR:-$HOME/.cache/magnetar-target}"
-    if [ ! -x "$target/debug/magnetar" ]; then
-        log "building magnetar"
-        CARGO_TARGET_DIR="$target" cargo build -q -p magnetar-tools --bin magnetar >&2
-    fi
+    log "building magnetar (if out of date)"
+    CARGO_TARGET_DIR="$target" cargo build -q -p magnetar-tools --bin magnetar >&2
     echo "$target/debug/magnetar"
 }
 
@@ -54,7 +52,12 @@ launch() {
         log "$name already running (pid $(cat "$PIDS/$name.pid"))"
         return
     fi
-    "$BIN" "$@" >>"$LC_DIR/$name.log" 2>&1 &
+    # setsid: a Ctrl-C in the calling terminal does not reach the cluster.
+    if command -v setsid >/dev/null 2>&1; then
+        setsid "$BIN" "$@" >>"$LC_DIR/$name.log" 2>&1 </dev/null &
+    else
+        "$BIN" "$@" >>"$LC_DIR/$name.log" 2>&1 </dev/null &
+    fi
     echo $! >"$PIDS/$name.pid"
     log "$name started (pid $!, log $LC_DIR/$name.log)"
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt};
-use magnetar_metadata::{Expect, MetadataStore, SessionKeeper};
+use magnetar_metadata::MetadataStore;
 use magnetar_proto::bookie as pb;
 use magnetar_proto::bookie::bookie_server::{Bookie as BookieRpc, BookieServer};
 use tokio::net::TcpListener;
@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::{resolve_bookie_id, BookieConfig};
 use crate::error::LedgerError;
-use crate::registration::{bookie_key, BookieRegistration, BookieState};
+use crate::registration::{check_disk, registration_loop};
 use crate::storage::{AddOp, Storage};
 use crate::wire::{lac_from_wire, lac_to_wire, to_status, MAX_ENTRY_BYTES, MAX_MESSAGE_BYTES};
 
@@ -439,101 +439,4 @@ pub async fn run(
         .await?
         .wait()
         .await
-}
-
-/// Disk usage fraction and free bytes of the volume holding `dir`.
-fn disk_usage(dir: &std::path::Path) -> Option<(f64, u64)> {
-    let s = rustix::fs::statvfs(dir).ok()?;
-    if s.f_blocks == 0 {
-        return None;
-    }
-    let used = 1.0 - (s.f_bavail as f64 / s.f_blocks as f64);
-    Some((used, s.f_bavail.saturating_mul(s.f_frsize)))
-}
-
-/// Applies the read-only hysteresis; returns free bytes.
-fn check_disk(config: &BookieConfig, storage: &Storage) -> u64 {
-    let Some((used, free)) = disk_usage(&config.data_dir) else {
-        return 0;
-    };
-    metrics::gauge!("magnetar_bookie_disk_usage_ratio").set(used);
-    if used >= config.readonly_threshold {
-        storage.set_read_only(true);
-    } else if used < config.writable_threshold {
-        storage.set_read_only(false);
-    }
-    free
-}
-
-async fn registration_loop(
-    metadata: Arc<dyn MetadataStore>,
-    id: String,
-    address: String,
-    storage: Storage,
-    config: BookieConfig,
-    shutdown: CancellationToken,
-    registered: CancellationToken,
-) {
-    let key = bookie_key(&id);
-    let interval = Duration::from_millis(config.disk_check_interval_ms);
-    while !shutdown.is_cancelled() {
-        let keeper = match SessionKeeper::start(metadata.clone(), config.session_ttl()).await {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(bookie = %id, error = %e, "cannot open metadata session");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                }
-            }
-        };
-        let lost = keeper.lost();
-        let mut last: Option<BookieRegistration> = None;
-        loop {
-            let c = config.clone();
-            let st = storage.clone();
-            let free = tokio::task::spawn_blocking(move || check_disk(&c, &st))
-                .await
-                .unwrap_or(0);
-            let reg = BookieRegistration {
-                address: address.clone(),
-                free_bytes: free,
-                state: if storage.is_read_only() {
-                    BookieState::Readonly
-                } else {
-                    BookieState::Writable
-                },
-            };
-            let changed = last.as_ref().is_none_or(|l| {
-                l.state != reg.state || l.free_bytes.abs_diff(reg.free_bytes) > 64 << 20
-            });
-            if changed {
-                let value = serde_json::to_vec(&reg).expect("registration serializes");
-                match metadata
-                    .put(&key, value.into(), Expect::Any, Some(keeper.id()))
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(bookie = %id, state = ?reg.state, "bookie registered");
-                        last = Some(reg);
-                        registered.cancel();
-                    }
-                    Err(e) => tracing::warn!(bookie = %id, error = %e, "registration failed"),
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    if let Err(e) = keeper.close().await {
-                        tracing::warn!(bookie = %id, error = %e, "closing session failed");
-                    }
-                    return;
-                }
-                _ = lost.cancelled() => {
-                    tracing::warn!(bookie = %id, "registration session lost; re-registering");
-                    break;
-                }
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
-    }
 }

@@ -62,8 +62,9 @@ pub fn lac_from_wire(lac: i64) -> Option<u64> {
     u64::try_from(lac).ok()
 }
 
-/// Largest entry a bookie accepts (5 MiB).
-pub const MAX_ENTRY_BYTES: usize = 5 * 1024 * 1024;
+/// Largest entry a bookie accepts: a 5 MiB message plus its Pulsar metadata and framing
+/// (Pulsar allows 10 KiB of padding; chunked messages fill the 5 MiB exactly).
+pub const MAX_ENTRY_BYTES: usize = 5 * 1024 * 1024 + 64 * 1024;
 /// gRPC message limit: one entry plus framing.
 pub const MAX_MESSAGE_BYTES: usize = MAX_ENTRY_BYTES + 64 * 1024;
 /// Payload bytes a client coalesces into one `AddBatch` (a larger single entry travels alone).

@@ -101,3 +101,47 @@ async fn recovery_fences_a_live_writer_and_keeps_every_acked_entry() -> anyhow::
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_with_a_dead_ensemble_bookie_rewrites_to_a_replacement() -> anyhow::Result<()> {
+    let (md, mut bookies) = cluster(4).await;
+    let bk = BookKeeper::new(md.clone());
+    let w = bk
+        .create(LedgerConfig {
+            ensemble: 3,
+            write_quorum: 2,
+            ack_quorum: 2,
+        })
+        .await?;
+    let id = w.id();
+    for i in 0..100 {
+        w.add(payload(i)).await?;
+    }
+    let ensemble = bk.ledger_metadata(id).await?.ensembles[0].bookies.clone();
+    // The writer goes away without closing, then one of its bookies dies.
+    drop(w);
+    let victim = bookies
+        .iter()
+        .position(|b| b.id == ensemble[0])
+        .expect("ours");
+    bookies[victim].kill().await;
+
+    let r = BookKeeper::new(md.clone()).open(id, true).await?;
+    assert_eq!(r.last_entry(), Some(EntryId(99)));
+    assert_eq!(
+        r.read(EntryId(0), EntryId(99)).await?,
+        (0..100).map(payload).collect::<Vec<_>>()
+    );
+    let m = bk.ledger_metadata(id).await?;
+    assert_eq!(m.last_entry, Some(99));
+    let last = m.ensembles.last().expect("fragment");
+    assert_eq!(
+        last.first_entry, 99,
+        "entry 99 was rewritten to a new ensemble: {m:?}"
+    );
+    assert!(!last.bookies.contains(&ensemble[0]));
+    for b in &mut bookies {
+        b.kill().await;
+    }
+    Ok(())
+}

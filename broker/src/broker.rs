@@ -181,13 +181,18 @@ impl Broker {
                     self.config.deduplication_enabled,
                     self.config.dispatch_max_read_entries,
                 ));
+                crate::lifecycle::on_topic_loaded(self, &topic).await?;
                 // Durable subscriptions exist before any consumer comes back (stats,
                 // admin); the first consumer sets their type.
                 for sub in log.cursor_names() {
+                    if crate::replication::is_replicator_cursor(&sub) {
+                        continue; // owned by the topic's replicator, not a subscription
+                    }
                     topic
                         .subscribe(&sub, SubType::Exclusive, true, InitialPosition::Latest)
                         .await?;
                 }
+                metrics::gauge!("magnetar_broker_topics_count").increment(1.0);
                 debug!(topic = %name, "topic loaded");
                 Ok(topic)
             })

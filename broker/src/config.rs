@@ -47,6 +47,8 @@ pub struct BrokerConfig {
     pub shutdown_timeout_secs: u64,
     /// Cluster mode: bundle ownership, broker registration (`[cluster]`).
     pub cluster: crate::cluster::ClusterConfig,
+    /// Message lifecycle: TTL/quota check intervals, delayed index budget (`[lifecycle]`).
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
 }
 
 impl Default for BrokerConfig {
@@ -70,6 +72,7 @@ impl Default for BrokerConfig {
             allow_auto_subscription_creation: true,
             shutdown_timeout_secs: 10,
             cluster: crate::cluster::ClusterConfig::default(),
+            lifecycle: crate::lifecycle::LifecycleConfig::default(),
         }
     }
 }

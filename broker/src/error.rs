@@ -49,6 +49,9 @@ pub enum BrokerError {
     /// Configuration is invalid.
     #[error("invalid configuration field {field}: {reason}")]
     Config { field: &'static str, reason: String },
+    /// The topic's backlog quota is exceeded (`hold`: producer_request_hold policy).
+    #[error("backlog quota exceeded on topic {topic}")]
+    BacklogQuotaExceeded { topic: String, hold: bool },
     /// JSON (de)serialization of metadata values failed.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),
@@ -103,6 +106,12 @@ impl BrokerError {
                 ServerErrorCode::PersistenceError
             }
             BrokerError::Metadata(_) => ServerErrorCode::MetadataError,
+            BrokerError::BacklogQuotaExceeded { hold: true, .. } => {
+                ServerErrorCode::ProducerBlockedQuotaExceededError
+            }
+            BrokerError::BacklogQuotaExceeded { hold: false, .. } => {
+                ServerErrorCode::ProducerBlockedQuotaExceededException
+            }
             BrokerError::Io(_) | BrokerError::Config { .. } | BrokerError::Json(_) => {
                 ServerErrorCode::UnknownError
             }

@@ -73,6 +73,8 @@ pub async fn run_with_storage(
 
     let tracker = TaskTracker::new();
     let cluster = crate::cluster::start(broker.clone(), tracker.clone()).await?;
+    crate::lifecycle::start(broker.clone(), &tracker);
+    crate::replication::start(broker.clone(), &tracker);
     let http = tokio::spawn(crate::admin::serve(
         broker.clone(),
         http_listener,

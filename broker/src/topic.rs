@@ -44,7 +44,6 @@ pub enum Published {
 struct State {
     producers: HashMap<u64, ProducerEntry>,
     subscriptions: HashMap<String, Arc<SubscriptionHandle>>,
-    sequences: HashMap<String, i64>,
 }
 
 /// Counters for stats.
@@ -64,7 +63,10 @@ pub struct Topic {
     pub log: Arc<dyn TopicLog>,
     /// Counters.
     pub counters: TopicCounters,
-    dedup: bool,
+    /// Message lifecycle state: deduplication, backlog quota block, counters.
+    pub lifecycle: Arc<crate::lifecycle::TopicLifecycle>,
+    /// Geo-replicators of this topic (one per remote cluster).
+    pub replication: crate::replication::TopicReplication,
     max_read: usize,
     terminated: AtomicBool,
     state: Mutex<State>,
@@ -74,10 +76,14 @@ impl Topic {
     /// A topic over `log`.
     pub fn new(name: TopicName, log: Arc<dyn TopicLog>, dedup: bool, max_read: usize) -> Topic {
         Topic {
+            lifecycle: Arc::new(crate::lifecycle::TopicLifecycle::new(
+                name.to_string(),
+                dedup,
+            )),
             name,
             log,
             counters: TopicCounters::default(),
-            dedup,
+            replication: Default::default(),
             max_read,
             terminated: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -104,11 +110,7 @@ impl Topic {
                 )));
             }
         }
-        let last = if self.dedup {
-            st.sequences.get(&entry.name).copied().unwrap_or(-1)
-        } else {
-            -1
-        };
+        let last = self.lifecycle.last_sequence(&entry.name);
         st.producers.insert(key, entry);
         Ok(last)
     }
@@ -121,6 +123,23 @@ impl Topic {
     /// Connected producers.
     pub fn producers(&self) -> Vec<ProducerEntry> {
         self.state.lock().producers.values().cloned().collect()
+    }
+
+    /// Disconnects every producer (CLOSE_PRODUCER; clients reconnect), e.g. when a backlog
+    /// quota blocks them.
+    pub fn disconnect_producers(&self) {
+        let producers: Vec<ProducerEntry> = self
+            .state
+            .lock()
+            .producers
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        for p in producers {
+            let _ = p.out.send(crate::subscription::ConnEvent::ProducerClosed(
+                p.producer_id,
+            ));
+        }
     }
 
     /// Stores one SEND's payload as one entry (or drops a duplicate).
@@ -138,21 +157,28 @@ impl Topic {
                 async move { Err(BrokerError::TopicTerminated(name)) }.boxed(),
             );
         }
-        if self.dedup {
-            let mut st = self.state.lock();
-            let last = st.sequences.entry(producer_name.to_string()).or_insert(-1);
-            if (sequence_id as i64) <= *last {
-                return Published::Duplicate;
+        let tracked = match self
+            .lifecycle
+            .admit(producer_name, sequence_id, highest_sequence_id)
+        {
+            crate::lifecycle::Admit::Store { tracked } => tracked,
+            crate::lifecycle::Admit::Duplicate => return Published::Duplicate,
+            crate::lifecycle::Admit::Refuse(e) => {
+                return Published::Stored(async move { Err(e) }.boxed())
             }
-            *last = highest_sequence_id.max(sequence_id) as i64;
-        }
+        };
         self.counters
             .msg_in
             .fetch_add(u64::from(num_messages.max(1)), Ordering::Relaxed);
         self.counters
             .bytes_in
             .fetch_add(raw.len() as u64, Ordering::Relaxed);
-        Published::Stored(self.log.append(raw))
+        let stored = self.log.append(raw);
+        if tracked {
+            let highest = highest_sequence_id.max(sequence_id);
+            return Published::Stored(self.lifecycle.track_store(producer_name, highest, stored));
+        }
+        Published::Stored(stored)
     }
 
     /// Looks up or creates a subscription. `durable = false` makes a reader subscription
@@ -270,6 +296,7 @@ impl Topic {
 
     /// Closes producers, subscriptions (consumers are told to reconnect) and the log.
     pub async fn close(&self) -> Result<()> {
+        self.replication.stop();
         let (producers, subs) = {
             let mut st = self.state.lock();
             let p: Vec<ProducerEntry> = st.producers.drain().map(|(_, v)| v).collect();
@@ -285,6 +312,8 @@ impl Topic {
         for s in subs {
             s.close().await;
         }
+        crate::lifecycle::on_topic_closing(self).await;
+        metrics::gauge!("magnetar_broker_topics_count").decrement(1.0);
         self.log.close().await
     }
 }

@@ -158,3 +158,35 @@ async fn shutdown_closes_clients_and_returns() -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(15), &mut b.task).await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn delayed_message_waits_on_shared_subscription() -> anyhow::Result<()> {
+    let b = start_broker().await;
+    let topic = "persistent://public/default/delayed";
+    let mut c = Client::connect(b.pulsar, 20).await?;
+    c.create_producer(topic, 1).await?;
+    c.subscribe(topic, "s", 1, 1).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let md = MessageMetadata {
+        producer_name: "p".into(),
+        sequence_id: 0,
+        publish_time: now as u64,
+        deliver_at_time: Some(now + 1500),
+        ..Default::default()
+    };
+    c.send_frame(Outbound::with_payload(commands::send(1, 0, 1), &md, b"later"))
+        .await?;
+    c.expect(Type::SendReceipt).await?;
+    c.publish(1, 1, b"now").await?;
+    c.expect(Type::SendReceipt).await?;
+    let start = std::time::Instant::now();
+    c.send(commands::flow(1, 10)).await?;
+    let first = c.next_frame().await?;
+    assert_eq!(&first.payload.expect("p").body[..], b"now");
+    let second = c.next_frame().await?;
+    assert_eq!(&second.payload.expect("p").body[..], b"later");
+    assert!(start.elapsed() >= Duration::from_millis(1000), "{:?}", start.elapsed());
+    Ok(())
+}

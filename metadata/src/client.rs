@@ -166,7 +166,17 @@ impl GrpcMetadataClient {
             } else if connect_failed(&status) {
                 self.forget(&addr);
                 last = format!("{addr}: {}", status.message());
-            } else if status.code() == Code::Unavailable || status.code() == Code::Cancelled {
+            } else if matches!(
+                status.code(),
+                Code::Unavailable
+                    | Code::Cancelled
+                    | Code::Internal
+                    | Code::Unknown
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+            ) {
+                // Also what a broken connection looks like (e.g. an h2 stream reset), so a
+                // write may have been proposed.
                 let err = from_status(&status);
                 if retry == Retry::IfNotSent {
                     return Err(match err {

@@ -47,7 +47,7 @@ async fn leader_kill_during_cas_stream_loses_no_acknowledged_write() {
                 }
             }
             Err(MetadataError::OutcomeUnknown(_)) | Err(MetadataError::Unavailable(_)) => {}
-            Err(e) => panic!("unexpected error {e}"),
+            Err(e) => panic!("unexpected error {e:?}"),
         }
         let next = cas_value + 1;
         match client

@@ -79,9 +79,7 @@ class Standalone:
         self.data_dir = str(data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self.port = free_port()
-        self.http_port = free_port()
-        while self.http_port == self.port:
-            self.http_port = free_port()
+        self.http_port = next(p for p in (free_port() for _ in range(100)) if p != self.port)
         self.bookies = bookies
         self.cluster_name = cluster_name
         self.log_path = os.path.join(os.path.dirname(self.data_dir), "magnetar.log")

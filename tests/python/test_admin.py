@@ -146,3 +146,26 @@ def test_junk_input_gets_4xx_with_reason(standalone):
         status, resp = api(standalone, method, path, body)
         assert status == want, f"{method} {path}: {status} {resp}"
         assert isinstance(resp, dict) and resp.get("reason"), f"{method} {path}: no reason in {resp!r}"
+
+
+def test_magnetar_admin_cli_against_standalone(standalone):
+    """The `magnetar-admin` binary next to MAGNETAR_BIN drives the same API."""
+    import os
+    import subprocess
+    admin_bin = os.path.join(os.path.dirname(os.environ["MAGNETAR_BIN"]), "magnetar-admin")
+    if not os.path.exists(admin_bin):
+        pytest.skip(f"{admin_bin} not built (cargo build -p magnetar-tools)")
+
+    def run(*args):
+        return subprocess.run([admin_bin, "--admin-url", standalone.http_url, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    ns = f"public/{unique('cli')}"
+    assert run("namespaces", "create", ns).returncode == 0
+    r = run("namespaces", "set-message-ttl", ns, "--ttl", "2m")
+    assert r.returncode == 0, r.stderr
+    assert api(standalone, "GET", f"/admin/v2/namespaces/{ns}/messageTTL") == (200, 120)
+    r = run("namespaces", "policies", ns)
+    assert json.loads(r.stdout)["message_ttl_in_seconds"] == 120
+    r = run("namespaces", "delete", "public/does-not-exist")
+    assert r.returncode != 0 and "does not exist" in r.stderr

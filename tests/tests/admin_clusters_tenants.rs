@@ -63,6 +63,17 @@ async fn tenants_crud_and_delete_refused_while_namespaces_exist() {
     let info = format!(r#"{{"adminRoles":["admin"],"allowedClusters":["{cluster}"]}}"#);
     assert_eq!(a.put("/admin/v2/tenants/acme", &info).await.status, 204);
     assert_eq!(a.put("/admin/v2/tenants/acme", &info).await.status, 409);
+    let r = a.put("/admin/v2/tenants/odd", r#"{"adminRoles": 5}"#).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = a.put("/admin/v2/namespaces/acme/odd", "[1, 2]").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = a
+        .put(
+            "/admin/v2/namespaces/acme/odd",
+            r#"{"message_ttl_in_seconds": "x"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
     let t = a.get("/admin/v2/tenants/acme").await;
     assert_eq!(t.body["adminRoles"][0], "admin");
     assert_eq!(t.body["allowedClusters"][0], cluster.as_str());

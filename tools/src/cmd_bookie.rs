@@ -201,3 +201,39 @@ pub async fn under_replicated(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar_bookie::{BookieRegistration, BookieState};
+    use magnetar_metadata::{Expect, MemStore};
+
+    #[tokio::test]
+    async fn bookies_list_json_has_one_object_per_bookie() {
+        let md: Arc<dyn MetadataStore> = MemStore::new();
+        for (id, state) in [("b1", BookieState::Writable), ("b2", BookieState::Readonly)] {
+            let reg = BookieRegistration {
+                address: format!("127.0.0.1:{}", if id == "b1" { 1 } else { 2 }),
+                free_bytes: 42,
+                state,
+            };
+            md.put(
+                &format!("/bookies/{id}"),
+                serde_json::to_vec(&reg).expect("json").into(),
+                Expect::Any,
+                None,
+            )
+            .await
+            .expect("put");
+        }
+        let out = list_output(Output::Json, md.clone()).await.expect("list");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("valid json");
+        let arr = v.as_array().expect("array");
+        assert_eq!(arr.len(), 2);
+        assert_eq!(arr[0]["id"], "b1");
+        assert_eq!(arr[1]["state"], "readonly");
+        assert_eq!(arr[0]["free_bytes"], 42);
+        let text = list_output(Output::Text, md).await.expect("list");
+        assert!(text.contains("b2") && text.contains("readonly"));
+    }
+}

@@ -105,7 +105,7 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     }
     let ledgers = BookKeeper::new(metadata.clone());
 
-    let config = magnetar_broker::BrokerConfig {
+    let mut config = magnetar_broker::BrokerConfig {
         cluster_name: args.cluster_name.clone(),
         advertised_address: args.advertised_address.clone(),
         broker_port: pulsar_port,
@@ -113,6 +113,7 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         ledger: ledger_config_for(args.bookies),
         ..Default::default()
     };
+    magnetar_broker::lifecycle::apply_env_overrides(&mut config);
     tracing::info!(
         port = pulsar_port,
         http_port,

@@ -73,7 +73,9 @@ pub(crate) async fn recover(
             });
         }
     }
-    let start = max_lac.map_or(0, |l| l + 1);
+    // Entries before the last fragment were all acknowledged (a fragment starts at LAC+1), so
+    // recovery never needs to rewrite into an older fragment.
+    let start = max_lac.map_or(0, |l| l + 1).max(last_frag.first_entry);
     tracing::info!(ledger = id, ?max_lac, "ledger fenced; recovering entries");
     let writer = WriterCore::new(pool.clone(), id, m.clone(), version, start, true);
     let _guard = AbandonOnDrop(writer.clone());

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -20,7 +20,7 @@ use magnetar_proto::bookie as pb;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::meta::{self, Fragment, LedgerMetadata, LedgerStatus};
+use super::meta::{self, LedgerMetadata, LedgerStatus};
 use super::pool::BookiePool;
 use crate::api::{EntryId, LedgerConfig, LedgerId};
 use crate::error::LedgerError;
@@ -28,14 +28,11 @@ use crate::wire::{lac_to_wire, MAX_ENTRY_BYTES};
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
-/// An add not acknowledged by Qa bookies yet is resent elsewhere after this long.
-const ADD_TIMEOUT: Duration = Duration::from_secs(15);
-/// Attempts at recording one ensemble change before giving up.
-const MAX_CAS_ATTEMPTS: usize = 20;
+use super::ensemble::MAX_CAS_ATTEMPTS;
 
 /// Why a writer stopped; every later add fails with the matching error.
 #[derive(Debug, Clone)]
-enum Failure {
+pub(super) enum Failure {
     Fenced,
     Closed,
     NotEnoughBookies { needed: usize, available: usize },
@@ -56,38 +53,38 @@ impl Failure {
     }
 }
 
-struct Pending {
-    entry: u64,
-    data: Bytes,
-    crc: u32,
-    acks: Vec<String>,
-    sent: Vec<String>,
-    since: Instant,
-    tx: Option<oneshot::Sender<Result<EntryId>>>,
+pub(super) struct Pending {
+    pub(super) entry: u64,
+    pub(super) data: Bytes,
+    pub(super) crc: u32,
+    pub(super) acks: Vec<String>,
+    pub(super) sent: Vec<String>,
+    pub(super) since: Instant,
+    pub(super) tx: Option<oneshot::Sender<Result<EntryId>>>,
 }
 
-struct State {
-    meta: LedgerMetadata,
-    version: Version,
-    next_entry: u64,
-    pending: VecDeque<Pending>,
-    failure: Option<Failure>,
-    changing: bool,
-    failed_bookies: Vec<String>,
+pub(super) struct State {
+    pub(super) meta: LedgerMetadata,
+    pub(super) version: Version,
+    pub(super) next_entry: u64,
+    pub(super) pending: VecDeque<Pending>,
+    pub(super) failure: Option<Failure>,
+    pub(super) changing: bool,
+    pub(super) failed_bookies: Vec<String>,
     /// Every bookie ever replaced; never chosen again by this writer.
-    replaced: Vec<String>,
-    streams: HashMap<String, (u64, mpsc::UnboundedSender<pb::AddRequest>)>,
-    stream_gen: u64,
+    pub(super) replaced: Vec<String>,
+    pub(super) streams: HashMap<String, (u64, mpsc::UnboundedSender<pb::AddRequest>)>,
+    pub(super) stream_gen: u64,
 }
 
 /// Shared core of a writer; the response tasks and the ensemble-change task hold it too.
 pub(crate) struct WriterCore {
-    id: u64,
-    cfg: LedgerConfig,
-    pool: Arc<BookiePool>,
+    pub(super) id: u64,
+    pub(super) cfg: LedgerConfig,
+    pub(super) pool: Arc<BookiePool>,
     /// Recovery writer: adds bypass fencing; metadata must stay `InRecovery`.
-    recovery: bool,
-    state: Mutex<State>,
+    pub(super) recovery: bool,
+    pub(super) state: Mutex<State>,
     lac: AtomicI64,
     drained: Notify,
 }
@@ -121,7 +118,7 @@ impl WriterCore {
             }),
             drained: Notify::new(),
         });
-        tokio::spawn(watchdog(Arc::downgrade(&core)));
+        tokio::spawn(super::ensemble::watchdog(Arc::downgrade(&core)));
         core
     }
 
@@ -175,7 +172,7 @@ impl WriterCore {
     }
 
     /// Sends pending entry `idx` to every bookie of its write set it was not sent to yet.
-    fn send_pending(self: &Arc<Self>, st: &mut State, idx: usize) {
+    pub(super) fn send_pending(self: &Arc<Self>, st: &mut State, idx: usize) {
         let ws = st.meta.write_set(st.pending[idx].entry);
         let lac = lac_to_wire(self.lac());
         for b in ws {
@@ -239,7 +236,7 @@ impl WriterCore {
     }
 
     /// Acknowledges entries from the head while they have Qa acks.
-    fn complete(&self, st: &mut State) {
+    pub(super) fn complete(&self, st: &mut State) {
         if st.changing {
             return;
         }
@@ -259,7 +256,7 @@ impl WriterCore {
         }
     }
 
-    fn fail(&self, st: &mut State, f: Failure) {
+    pub(super) fn fail(&self, st: &mut State, f: Failure) {
         if st.failure.is_none() {
             if matches!(f, Failure::Closed) {
                 tracing::debug!(ledger = self.id, "ledger writer abandoned");
@@ -278,7 +275,7 @@ impl WriterCore {
     }
 
     /// A bookie failed (stream broke, timed out or answered with an error).
-    fn on_bookie_failure(self: &Arc<Self>, bookie: &str, err: LedgerError) {
+    pub(super) fn on_bookie_failure(self: &Arc<Self>, bookie: &str, err: LedgerError) {
         let mut st = self.state.lock();
         if st.failure.is_some() {
             return;
@@ -303,7 +300,7 @@ impl WriterCore {
         }
         if !st.changing {
             st.changing = true;
-            tokio::spawn(change_ensemble(self.clone()));
+            tokio::spawn(super::ensemble::change_ensemble(self.clone()));
         }
     }
 
@@ -402,164 +399,6 @@ async fn run_stream(
             .is_none_or(|(g, _)| *g == gen);
         if current {
             core.on_bookie_failure(&bookie, e);
-        }
-    }
-}
-
-/// Replaces failed bookies of the last fragment, records the change by CAS, resends.
-async fn change_ensemble(core: Arc<WriterCore>) {
-    loop {
-        let (failed, first, mut m, mut version, mut exclude) = {
-            let mut st = core.state.lock();
-            if st.failure.is_some() {
-                return;
-            }
-            if st.failed_bookies.is_empty() {
-                st.changing = false;
-                for i in 0..st.pending.len() {
-                    core.send_pending(&mut st, i);
-                }
-                core.complete(&mut st);
-                return;
-            }
-            let failed = std::mem::take(&mut st.failed_bookies);
-            st.replaced.extend(failed.iter().cloned());
-            let first = st.pending.front().map_or(st.next_entry, |p| p.entry);
-            (
-                failed,
-                first,
-                st.meta.clone(),
-                st.version,
-                st.replaced.clone(),
-            )
-        };
-        let started = Instant::now();
-        let mut attempt = 0;
-        let outcome: std::result::Result<(LedgerMetadata, Version), Failure> = loop {
-            attempt += 1;
-            let candidates = match core.pool.writable().await {
-                Ok(c) => c,
-                Err(e) => break Err(Failure::Other(e.to_string())),
-            };
-            let mut ensemble = m
-                .ensembles
-                .last()
-                .expect("ledger has a fragment")
-                .bookies
-                .clone();
-            exclude.extend(ensemble.iter().cloned());
-            let mut free: Vec<String> = candidates
-                .into_iter()
-                .map(|(id, _)| id)
-                .filter(|id| !exclude.contains(id))
-                .collect();
-            let needed = failed.iter().filter(|f| ensemble.contains(f)).count();
-            if free.len() < needed {
-                break Err(Failure::NotEnoughBookies {
-                    needed: core.cfg.ensemble,
-                    available: core.cfg.ensemble - needed + free.len(),
-                });
-            }
-            rand::seq::SliceRandom::shuffle(free.as_mut_slice(), &mut rand::thread_rng());
-            for slot in ensemble.iter_mut() {
-                if failed.contains(slot) {
-                    *slot = free.pop().expect("counted above");
-                }
-            }
-            let mut next = m.clone();
-            match next.ensembles.last_mut() {
-                Some(last) if last.first_entry == first => last.bookies = ensemble,
-                _ => next.ensembles.push(Fragment {
-                    first_entry: first,
-                    bookies: ensemble,
-                }),
-            }
-            match meta::cas(core.pool.metadata().as_ref(), core.id, &next, version).await {
-                Ok(Some(v)) => break Ok((next, v)),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(ledger = core.id, error = %e, "ensemble change CAS failed")
-                }
-            }
-            if attempt >= MAX_CAS_ATTEMPTS {
-                break Err(Failure::Other(
-                    "could not record the ensemble change".into(),
-                ));
-            }
-            match meta::load(core.pool.metadata().as_ref(), core.id).await {
-                Ok((fresh, v)) => {
-                    let allowed = if core.recovery {
-                        LedgerStatus::InRecovery
-                    } else {
-                        LedgerStatus::Open
-                    };
-                    if fresh.state != allowed {
-                        break Err(Failure::Fenced);
-                    }
-                    m = fresh;
-                    version = v;
-                }
-                Err(e) => tracing::warn!(ledger = core.id, error = %e, "reloading metadata failed"),
-            }
-            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
-        };
-        let mut st = core.state.lock();
-        match outcome {
-            Ok((next, v)) => {
-                metrics::counter!("magnetar_bookie_client_ensemble_changes_total").increment(1);
-                tracing::info!(
-                    ledger = core.id,
-                    first_entry = first,
-                    ensemble = ?next.ensembles.last().map(|f| &f.bookies),
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "ensemble changed"
-                );
-                st.meta = next;
-                st.version = v;
-                let now = Instant::now();
-                for p in st.pending.iter_mut() {
-                    p.acks.retain(|b| !failed.contains(b));
-                    p.sent.retain(|b| !failed.contains(b));
-                    // The new bookies get a full timeout from the resend.
-                    p.since = now;
-                }
-            }
-            Err(f) => {
-                core.fail(&mut st, f);
-                return;
-            }
-        }
-    }
-}
-
-/// Treats bookies that leave the oldest pending add unacknowledged for too long as failed.
-async fn watchdog(core: std::sync::Weak<WriterCore>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(core) = core.upgrade() else { return };
-        let slow: Vec<String> = {
-            let st = core.state.lock();
-            if st.failure.is_some() {
-                return;
-            }
-            match st.pending.front() {
-                Some(p) if !st.changing && p.since.elapsed() > ADD_TIMEOUT => st
-                    .meta
-                    .write_set(p.entry)
-                    .into_iter()
-                    .filter(|b| !p.acks.contains(b))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
-        for b in slow {
-            core.on_bookie_failure(
-                &b,
-                LedgerError::Bookie {
-                    bookie: b.clone(),
-                    message: "add timed out".into(),
-                },
-            );
         }
     }
 }

@@ -73,6 +73,13 @@ pub(super) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> AdminResult<T> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
 }
 
+/// 400 unless `value` has the JSON shape of `T` (so stored documents always parse).
+pub(super) fn check_shape<T: DeserializeOwned>(what: &str, value: &Value) -> AdminResult<()> {
+    T::deserialize(value)
+        .map(|_| ())
+        .map_err(|e| bad_request(format!("invalid {what}: {e}")))
+}
+
 /// Parses an optional JSON body (empty = `None`).
 pub(super) fn parse_opt_body<T: DeserializeOwned>(body: &Bytes) -> AdminResult<Option<T>> {
     if body.iter().all(u8::is_ascii_whitespace) {

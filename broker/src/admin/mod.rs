@@ -7,6 +7,8 @@ mod clusters;
 mod common;
 mod namespaces;
 pub mod openapi;
+// mod rates; (wired into stats later)
+mod redirect;
 mod subscriptions;
 mod tenants;
 mod topic_ops;
@@ -129,6 +131,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(topics::routes())
         .merge(api::routes())
         .merge(crate::cluster::admin::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            broker.clone(),
+            redirect::to_owner,
+        ))
         .with_state(broker)
 }
 

@@ -256,37 +256,43 @@ fn end_of_log(topic: &Topic) -> Position {
 const SCAN_BATCH: usize = 100;
 const SCAN_LIMIT: usize = 100_000;
 
-/// Walks unacknowledged entries from the start of the backlog; `stop` says when to stop.
-/// Returns the entry it stopped at (with its data) or `None` at the end of the log.
-async fn scan<F>(
-    topic: &Topic,
-    s: &SubscriptionHandle,
-    mut stop: F,
-) -> AdminResult<Option<(Position, Bytes)>>
+/// Where a scan of the backlog stopped.
+enum Scan {
+    /// `stop` said yes at this entry.
+    Hit(Position, Bytes),
+    /// The end of the log was reached.
+    End,
+    /// The scan limit was reached; this is the next entry to look at.
+    GaveUp(Position),
+}
+
+/// Walks unacknowledged entries from the start of the backlog until `stop` says yes, the
+/// log ends, or [`SCAN_LIMIT`] entries were looked at.
+async fn scan<F>(topic: &Topic, s: &SubscriptionHandle, mut stop: F) -> AdminResult<Scan>
 where
     F: FnMut(Position, &Bytes) -> bool,
 {
     let mut pos = start_of_backlog(topic, s);
     let Some(last) = topic.log.last_confirmed() else {
-        return Ok(None);
+        return Ok(Scan::End);
     };
     for _ in 0..SCAN_LIMIT / SCAN_BATCH {
         if pos > last {
-            return Ok(None);
+            return Ok(Scan::End);
         }
         let batch = topic.log.read(pos, SCAN_BATCH).await.map_err(be)?;
         let Some((end, _)) = batch.last() else {
-            return Ok(None);
+            return Ok(Scan::End);
         };
         let end = *end;
         for (p, data) in batch {
             if !s.cursor.is_acked(p) && stop(p, &data) {
-                return Ok(Some((p, data)));
+                return Ok(Scan::Hit(p, data));
             }
         }
         pos = topic.log.next_position(end);
     }
-    Ok(None)
+    Ok(Scan::GaveUp(pos))
 }
 
 async fn seek(s: &SubscriptionHandle, target: SeekTarget) -> AdminResult<()> {
@@ -345,7 +351,11 @@ async fn skip(
             left == 0
         })
         .await?;
-        let to = hit.map_or_else(|| end_of_log(&tp), |(p, _)| tp.log.next_position(p));
+        let to = match hit {
+            Scan::Hit(p, _) => tp.log.next_position(p),
+            Scan::End => end_of_log(&tp),
+            Scan::GaveUp(p) => p,
+        };
         seek(&s, SeekTarget::Position(to)).await
     })
     .await
@@ -407,7 +417,11 @@ async fn expire_sub(tp: Arc<Topic>, s: Arc<SubscriptionHandle>, secs: u64) -> Ad
     if !expired_any {
         return Ok(());
     }
-    let to = hit.map_or_else(|| end_of_log(&tp), |(p, _)| p);
+    let to = match hit {
+        Scan::Hit(p, _) => p,
+        Scan::End => end_of_log(&tp),
+        Scan::GaveUp(p) => p,
+    };
     seek(&s, SeekTarget::Position(to)).await
 }
 
@@ -484,7 +498,7 @@ async fn peek(
         left == 0
     })
     .await?;
-    let Some((pos, raw)) = hit else {
+    let Scan::Hit(pos, raw) = hit else {
         return Err(not_found("Message not found"));
     };
     let (md, payload) = split_entry(&raw);

@@ -83,6 +83,7 @@ async fn put_tenant(
     let value = body.map(|Json(v)| v).unwrap_or_else(
         || serde_json::json!({"adminRoles": [], "allowedClusters": [b.config.cluster_name]}),
     );
+    super::common::check_shape::<super::clusters::TenantInfo>("tenant info", &value)?;
     let created = create_if_absent(b.metadata.as_ref(), &format!("/tenants/{t}"), &value)
         .await
         .map_err(AdminError::from)?;
@@ -121,6 +122,7 @@ async fn put_namespace(
     let value = body
         .map(|Json(v)| v)
         .unwrap_or_else(|| serde_json::json!({"replication_clusters": [b.config.cluster_name]}));
+    super::common::check_shape::<crate::policies::Policies>("namespace policies", &value)?;
     let created = create_if_absent(
         b.metadata.as_ref(),
         &format!("/namespaces/{t}/{ns}"),

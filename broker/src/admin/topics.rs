@@ -104,7 +104,7 @@ pub(super) async fn stats(
         "backlogSize": 0,
         "publishers": publishers,
         "subscriptions": subs,
-        "replication": {},
+        "replication": topic.replication.stats_json(),
         "deduplicationStatus": if b.config.deduplication_enabled { "Enabled" } else { "Disabled" },
     })))
 }

@@ -210,8 +210,9 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The live broker owning the fewest bundles (then fewest topics); ties are broken by
-    /// rendezvous hashing on the bundle so concurrent assignments spread out.
+    /// The live broker owning the fewest bundles; ties are broken by rendezvous hashing on
+    /// the bundle so concurrent assignments spread out. Only ownership keys count (not the
+    /// periodic load reports), so two brokers reading the same ownership state choose alike.
     async fn least_loaded(&self, ns_path: &str, range: BundleRange) -> Result<OwnerInfo> {
         let brokers = self.active_brokers().await?;
         let mut owned: HashMap<String, usize> = HashMap::new();
@@ -221,13 +222,9 @@ impl Cluster {
             }
         }
         let bundle = format!("{ns_path}/{range}");
-        let best = brokers.into_iter().min_by_key(|(id, r)| {
+        let best = brokers.into_iter().min_by_key(|(id, _)| {
             let tie = murmur3_32(format!("{bundle}|{id}").as_bytes(), 0);
-            (
-                owned.get(id).copied().unwrap_or(0),
-                r.topics,
-                u32::MAX - tie,
-            )
+            (owned.get(id).copied().unwrap_or(0), u32::MAX - tie)
         });
         Ok(match best {
             Some((id, r)) => OwnerInfo {

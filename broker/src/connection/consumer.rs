@@ -83,6 +83,17 @@ impl Conn {
                 };
             }
         }
+        if durable
+            && !self.broker.config.allow_auto_subscription_creation
+            && topic.subscription(&req.subscription).is_none()
+        {
+            self.reply(commands::error(
+                rid,
+                ServerError::SubscriptionNotFound,
+                format!("subscription {} does not exist", req.subscription),
+            ));
+            return;
+        }
         let sub = match topic
             .subscribe(&req.subscription, sub_type, durable, initial)
             .await
@@ -275,12 +286,13 @@ impl Conn {
         }
     }
 
-    pub(super) fn close_consumer(&mut self, cmd: BaseCommand) {
+    pub(super) async fn close_consumer(&mut self, cmd: BaseCommand) {
         let Some(req) = cmd.close_consumer else {
             return self.malformed();
         };
         if let Some(c) = self.consumers.remove(&req.consumer_id) {
-            c.sub.remove_consumer(c.key);
+            // Wait, so a following SUBSCRIBE (maybe of another type) sees it gone.
+            c.sub.remove_consumer_and_wait(c.key).await;
             c.topic.drop_if_reader(&c.sub.name);
         }
         self.reply(commands::success(req.request_id));

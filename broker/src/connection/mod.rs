@@ -31,6 +31,17 @@ use crate::topic::Topic;
 /// SENDs awaiting their receipt beyond which the connection stops reading (backpressure).
 const MAX_PENDING_SENDS: usize = 10_000;
 
+/// Room left in a ledger entry for message metadata when a payload has the advertised
+/// maximum size (chunking clients cut chunks of exactly that many payload bytes).
+const ENTRY_HEADROOM: usize = 16 * 1024;
+
+/// The max message size told to clients: the configured one, lowered if the storage
+/// could not hold such a message with its metadata as one entry.
+pub fn advertised_max_message_size(broker: &Broker) -> usize {
+    let storable = magnetar_bookie::wire::MAX_ENTRY_BYTES.saturating_sub(ENTRY_HEADROOM);
+    broker.config.max_message_size.min(storable)
+}
+
 /// Server version reported in CONNECTED.
 pub const SERVER_VERSION: &str = concat!("Magnetar ", env!("CARGO_PKG_VERSION"));
 
@@ -131,7 +142,7 @@ async fn handshake(
         .unwrap_or(0)
         .clamp(0, PROTOCOL_VERSION);
     debug!(%peer, client = %connect.client_version, version, "CONNECT");
-    let max = i32::try_from(broker.config.max_message_size).unwrap_or(i32::MAX);
+    let max = i32::try_from(advertised_max_message_size(broker)).unwrap_or(i32::MAX);
     let reply = commands::connected(SERVER_VERSION, version, max, None);
     framed.send(reply).await.ok()?;
     Some(version)
@@ -294,7 +305,7 @@ impl Conn {
             Some(Type::Seek) => self.seek(command).await,
             Some(Type::GetLastMessageId) => self.last_message_id(command).await,
             Some(Type::Unsubscribe) => self.unsubscribe(command).await,
-            Some(Type::CloseConsumer) => self.close_consumer(command),
+            Some(Type::CloseConsumer) => self.close_consumer(command).await,
             Some(Type::ConsumerStats) => self.consumer_stats(command).await,
             other => {
                 warn!(peer = %self.peer, ?other, "unsupported command");

@@ -55,6 +55,9 @@ impl Conn {
                     | ProducerAccessMode::ExclusiveWithFencing
             )
         );
+        if let Err(e) = crate::lifecycle::admit_producer(&self.broker, &topic).await {
+            return self.reply(commands::error(rid, wire_error(&e), e.to_string()));
+        }
         let key = self.broker.next_key();
         let entry = ProducerEntry {
             name: producer_name.clone(),

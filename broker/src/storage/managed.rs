@@ -38,6 +38,9 @@ impl ManagedStorage {
             max_ledger_size_bytes: config.max_ledger_size_bytes,
             max_ledger_age: Duration::from_secs(config.max_ledger_rollover_secs),
             cache_size_bytes: config.cache_size_bytes,
+            min_ledger_rollover_time: Duration::from_secs(
+                config.lifecycle.min_ledger_rollover_secs,
+            ),
             ..MlConfig::default()
         };
         Arc::new(ManagedStorage {
@@ -170,6 +173,18 @@ impl TopicLog for ManagedLog {
 
     fn is_healthy(&self) -> bool {
         self.ml.status() == ml::MlStatus::Open
+    }
+
+    fn properties(&self) -> std::collections::BTreeMap<String, String> {
+        self.ml.properties()
+    }
+
+    async fn set_property(&self, key: &str, value: &str) -> Result<()> {
+        Ok(self.ml.set_property(key, value).await?)
+    }
+
+    fn set_retention(&self, policy: Option<ml::RetentionPolicy>) {
+        self.ml.set_auto_trim(policy);
     }
 
     async fn close(&self) -> Result<()> {

@@ -72,6 +72,19 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Deletes a durable cursor.
     async fn delete_cursor(&self, name: &str) -> Result<()>;
 
+    /// Small properties persisted with the log (lifecycle snapshots).
+    fn properties(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+
+    /// Sets a property, persisted with the log's metadata.
+    async fn set_property(&self, _key: &str, _value: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Trims consumed data automatically under `policy` (`None`: keep everything).
+    fn set_retention(&self, _policy: Option<crate::ml::RetentionPolicy>) {}
+
     /// False once the log failed or lost ownership; the topic must then be reopened.
     fn is_healthy(&self) -> bool {
         true

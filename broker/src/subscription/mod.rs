@@ -72,6 +72,7 @@ pub(crate) enum SubEvent {
     },
     RemoveConsumer {
         key: ConsumerKey,
+        done: Option<oneshot::Sender<()>>,
     },
     Flow {
         key: ConsumerKey,
@@ -212,7 +213,21 @@ impl SubscriptionHandle {
 
     /// Removes a consumer; its unacked entries are redelivered to others.
     pub fn remove_consumer(&self, key: ConsumerKey) {
-        let _ = self.send(SubEvent::RemoveConsumer { key });
+        let _ = self.send(SubEvent::RemoveConsumer { key, done: None });
+    }
+
+    /// Removes a consumer and waits until the subscription has forgotten it.
+    pub async fn remove_consumer_and_wait(&self, key: ConsumerKey) {
+        let (done, rx) = oneshot::channel();
+        if self
+            .send(SubEvent::RemoveConsumer {
+                key,
+                done: Some(done),
+            })
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
     }
 
     /// FLOW.

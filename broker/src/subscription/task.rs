@@ -141,13 +141,16 @@ impl SubTask {
                     }
                 }
             }
-            SubEvent::RemoveConsumer { key } => {
+            SubEvent::RemoveConsumer { key, done } => {
                 self.sinks.remove(&key);
                 self.counters
                     .consumers
                     .store(self.sinks.len(), Ordering::Relaxed);
                 let notices = self.dispatcher.remove_consumer(key);
                 self.notify(notices);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
             }
             SubEvent::Flow { key, permits } => {
                 self.dispatcher.flow(key, permits);
@@ -489,6 +492,8 @@ impl SubTask {
             .unwrap_or_default();
         let cmd = commands::message(sink.consumer_id, id, d.redelivery_count, ack_set, None);
         self.counters.msg_out.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("magnetar_broker_messages_out_total").increment(1);
+        metrics::counter!("magnetar_broker_bytes_out_total").increment(bytes.len() as u64);
         self.counters
             .bytes_out
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);

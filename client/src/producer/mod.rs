@@ -261,6 +261,23 @@ impl Producer {
         Ok(SendFuture(rx))
     }
 
+    /// Queues an already-encoded message: `metadata` (with the caller's `sequence_id`;
+    /// the producer name is replaced by this producer's) and its `body` as stored (possibly
+    /// compressed or a batch), sent unchanged. For republishing stored messages (the
+    /// geo-replicator); non-partitioned topics only (partition 0 is used).
+    pub async fn send_raw(
+        &self,
+        metadata: magnetar_proto::pulsar::MessageMetadata,
+        body: bytes::Bytes,
+    ) -> Result<SendFuture> {
+        let (tx, rx) = oneshot::channel();
+        self.partitions[0]
+            .send(ProducerCmd::SendRaw(Box::new((metadata, body)), tx))
+            .await
+            .map_err(|_| Error::Closed("producer"))?;
+        Ok(SendFuture(rx))
+    }
+
     /// Sends and waits for the receipt.
     pub async fn send_and_wait(&self, msg: impl Into<ProducerMessage>) -> Result<MessageId> {
         self.send(msg).await?.await

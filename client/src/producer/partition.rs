@@ -24,6 +24,8 @@ use crate::wire::{encode_payload, pack, Outbound, DEFAULT_MAX_MESSAGE_SIZE};
 /// Requests from the [`super::Producer`] handle.
 pub(crate) enum ProducerCmd {
     Send(Box<ProducerMessage>, Ack),
+    /// An already-encoded message: its metadata (sequence id set by the caller) and body.
+    SendRaw(Box<(MessageMetadata, Bytes)>, Ack),
     Flush(oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<Result<()>>),
 }
@@ -184,6 +186,7 @@ impl PartitionProducer {
                 cmd = cmds.recv(), if can_accept => match cmd {
                     None => { self.shutdown().await; return; }
                     Some(ProducerCmd::Send(msg, ack)) => self.on_send(*msg, ack),
+                    Some(ProducerCmd::SendRaw(raw, ack)) => self.on_send_raw(*raw, ack),
                     Some(ProducerCmd::Flush(tx)) => self.on_flush(tx),
                     Some(ProducerCmd::Close(tx)) => {
                         self.shutdown().await;
@@ -231,6 +234,7 @@ impl PartitionProducer {
                             cmd = cmds.recv(), if self.pending.len() < self.opts.max_pending => match cmd {
                                 None => return Err(Error::Closed("producer")),
                                 Some(ProducerCmd::Send(m, a)) => self.on_send(*m, a),
+                                Some(ProducerCmd::SendRaw(r, a)) => self.on_send_raw(*r, a),
                                 Some(ProducerCmd::Flush(tx)) => self.on_flush(tx),
                                 Some(ProducerCmd::Close(tx)) => {
                                     let _ = tx.send(Ok(()));
@@ -274,6 +278,19 @@ impl PartitionProducer {
                 }
             }
         }
+    }
+
+    /// Sends a stored message unchanged except for the producer name: never batched with
+    /// others; its `highest_sequence_id` is dropped so the sequence id alone identifies it.
+    fn on_send_raw(&mut self, (mut md, body): (MessageMetadata, Bytes), ack: Ack) {
+        self.flush_batch();
+        let seq = md.sequence_id;
+        self.next_seq = self.next_seq.max(seq + 1);
+        md.producer_name = self.name().to_owned();
+        md.highest_sequence_id = None;
+        let batch = md.num_messages_in_batch.is_some();
+        let n = md.num_messages_in_batch.unwrap_or(1).max(1);
+        self.enqueue(md, body, seq, seq, n, vec![ack], batch);
     }
 
     fn name(&self) -> &str {
@@ -476,7 +493,7 @@ impl PartitionProducer {
         tracing::warn!(topic = %self.topic, error = %e, "producer failed permanently");
         while let Some(cmd) = cmds.recv().await {
             match cmd {
-                ProducerCmd::Send(_, a) => {
+                ProducerCmd::Send(_, a) | ProducerCmd::SendRaw(_, a) => {
                     let _ = a.send(Err(Error::Closed("producer")));
                 }
                 ProducerCmd::Flush(tx) | ProducerCmd::Close(tx) => {

@@ -8,20 +8,26 @@
       until IDLE_SECS pass without one, then "END".
 Every line is flushed at once so the test can act on it (for example kill the owner).
 Environment: CLUSTER_DRIVER_SEND_TIMEOUT_MS (30000), CLUSTER_DRIVER_PRODUCER_NAME
-(cluster-driver).
+(cluster-driver), CLUSTER_DRIVER_WINDOW (0: synchronous sends; N: up to N async sends in
+flight, acks printed as they arrive).
 """
 import json
 import os
 import sys
+import threading
 import time
 import urllib.request
 
 import pulsar
 
 
+_out_lock = threading.Lock()
+
+
 def out(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    with _out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def produce(service_url, http_url, topic, count, deadline_secs, first=0):
@@ -37,16 +43,35 @@ def produce(service_url, http_url, topic, count, deadline_secs, first=0):
         producer_name=os.environ.get("CLUSTER_DRIVER_PRODUCER_NAME", "cluster-driver"),
     )
     end = time.monotonic() + deadline_secs
+    window = int(os.environ.get("CLUSTER_DRIVER_WINDOW", "0"))
+    slots = threading.Semaphore(max(window, 1))
+
+    def done(i):
+        def callback(res, _msg_id):
+            if res == pulsar.Result.Ok:
+                out(f"ACK {i}")
+            else:
+                out(f"FAIL {i} {res}")
+            slots.release()
+        return callback
+
     for i in range(first, first + count):
         if time.monotonic() > end:
             out("DEADLINE")
             break
-        try:
-            producer.send(str(i).encode())
-            out(f"ACK {i}")
-        except Exception as e:  # noqa: BLE001 - any failure is reported, the run goes on
-            out(f"FAIL {i} {type(e).__name__}")
+        if window > 0:
+            slots.acquire()
+            producer.send_async(str(i).encode(), done(i))
+        else:
+            try:
+                producer.send(str(i).encode())
+                out(f"ACK {i}")
+            except Exception as e:  # noqa: BLE001 - any failure is reported, the run goes on
+                out(f"FAIL {i} {type(e).__name__}")
         time.sleep(0.01)
+    if window > 0:
+        for _ in range(window):
+            slots.acquire(timeout=max(end - time.monotonic(), 1))
     producer.close()
     client.close()
     out("DONE")

@@ -1,0 +1,222 @@
+//! Geo-replication (issue #9): every topic of a namespace whose `replication_clusters` name
+//! other clusters gets one replicator per remote cluster on the broker that owns it.
+//!
+//! - [`decide`]: pure decisions (what to replicate, sequence ids, cursor and producer
+//!   names, splitting a stored entry).
+//! - [`replicator`]: the task that reads the durable cursor `pulsar.repl.{remote}` and
+//!   republishes through `magnetar_client` to the remote's `brokerServiceUrl`
+//!   (from `/clusters/{remote}`).
+//! - [`TopicReplication`]: the replicators of one topic (held by [`Topic`]) and their stats.
+//! - [`start`]: a broker-wide loop reconciling the replicators of loaded topics with the
+//!   namespace policies and sampling rates.
+//!
+//! Invariants: a message carrying `replicated_from` is never replicated again (no loops);
+//! the cursor is acknowledged only after the remote's receipt, so a restart or outage
+//! resends rather than loses; resends carry the same producer name and sequence id, and
+//! replicated namespaces deduplicate, so the remote stores each message once.
+
+pub mod decide;
+pub mod replicator;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+pub use decide::{is_replicator_cursor, should_replicate};
+pub use replicator::ReplicatorStats;
+
+use crate::broker::Broker;
+use crate::error::Result;
+use crate::names::TopicName;
+use crate::policies::namespace_policies;
+use crate::topic::Topic;
+
+/// How often loaded topics are reconciled with the replication policies.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+struct Running {
+    stats: Arc<ReplicatorStats>,
+    stop: CancellationToken,
+    last_sample: (Instant, u64),
+}
+
+/// The replicators of one topic.
+#[derive(Default)]
+pub struct TopicReplication {
+    closed: CancellationToken,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl TopicReplication {
+    /// Stops every replicator (the topic is closing); none start afterwards.
+    pub fn stop(&self) {
+        self.closed.cancel();
+        for (_, r) in self.running.lock().drain() {
+            r.stop.cancel();
+        }
+    }
+
+    /// Remote clusters replicated to.
+    pub fn remotes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.running.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Counters of the replicator to `remote`.
+    pub fn stats_of(&self, remote: &str) -> Option<Arc<ReplicatorStats>> {
+        self.running.lock().get(remote).map(|r| r.stats.clone())
+    }
+
+    /// Pulsar's `replication` section of topic stats:
+    /// `{remote: {replicationBacklog, msgRateOut, msgOutCounter, connected, ...}}`.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let running = self.running.lock();
+        let mut out = serde_json::Map::new();
+        for (remote, r) in running.iter() {
+            let s = &r.stats;
+            let rate = f64::from_bits(s.rate_bits.load(Ordering::Relaxed));
+            out.insert(
+                remote.clone(),
+                serde_json::json!({
+                    "replicationBacklog": s.backlog.load(Ordering::Relaxed),
+                    "msgRateOut": rate,
+                    "msgOutCounter": s.msg_out.load(Ordering::Relaxed),
+                    "bytesOutCounter": s.bytes_out.load(Ordering::Relaxed),
+                    "connected": s.connected.load(Ordering::Relaxed),
+                    "replicationDelayInSeconds": 0,
+                }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
+    fn sample_rates(&self) {
+        let now = Instant::now();
+        for r in self.running.lock().values_mut() {
+            let total = r.stats.msg_out.load(Ordering::Relaxed);
+            let (at, before) = r.last_sample;
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs >= 1.0 {
+                let rate = total.saturating_sub(before) as f64 / secs;
+                r.stats.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+                r.last_sample = (now, total);
+            }
+        }
+    }
+
+    /// Starts replicators for `wanted` remotes and stops the others.
+    fn reconcile(&self, broker: &Broker, topic: &Arc<Topic>, wanted: &BTreeSet<String>) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        let mut running = self.running.lock();
+        running.retain(|remote, r| {
+            let keep = wanted.contains(remote);
+            if !keep {
+                info!(topic = %topic.name, %remote, "replication to cluster removed");
+                r.stop.cancel();
+            }
+            keep
+        });
+        for remote in wanted {
+            if running.contains_key(remote) {
+                continue;
+            }
+            let stats = Arc::new(ReplicatorStats::default());
+            let stop = self.closed.child_token();
+            let ctx = replicator::ReplicatorCtx {
+                topic: topic.clone(),
+                local: broker.config.cluster_name.clone(),
+                remote: remote.clone(),
+                metadata: broker.metadata.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+            };
+            tokio::spawn(replicator::run(ctx));
+            running.insert(
+                remote.clone(),
+                Running {
+                    stats,
+                    stop,
+                    last_sample: (Instant::now(), 0),
+                },
+            );
+        }
+    }
+}
+
+/// The remote clusters a topic is replicated to: its namespace's `replication_clusters`
+/// without the local cluster, and only if the local cluster is one of them.
+pub async fn remotes_of(broker: &Broker, name: &TopicName) -> Result<BTreeSet<String>> {
+    let base = name.base();
+    let Some(p) = namespace_policies(broker.metadata.as_ref(), &base.tenant, &base.namespace).await?
+    else {
+        return Ok(BTreeSet::new());
+    };
+    Ok(remotes_from(&p.replication_clusters, &broker.config.cluster_name))
+}
+
+/// Remote clusters from a replication list (empty unless `local` is in it).
+pub fn remotes_from(clusters: &[String], local: &str) -> BTreeSet<String> {
+    if !clusters.iter().any(|c| c == local) {
+        return BTreeSet::new();
+    }
+    clusters
+        .iter()
+        .filter(|c| c.as_str() != local)
+        .cloned()
+        .collect()
+}
+
+/// True when a namespace replicated to `clusters` must deduplicate: with more than one
+/// cluster, remote replicators resend after failures and rely on deduplication.
+pub fn forces_dedup(clusters: &[String]) -> bool {
+    clusters.len() > 1
+}
+
+/// Starts the broker-wide replication loop.
+pub fn start(broker: Arc<Broker>, tracker: &TaskTracker) {
+    tracker.spawn(run(broker));
+}
+
+async fn run(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = broker.shutdown.cancelled() => break,
+        }
+        for topic in broker.loaded_topics() {
+            match remotes_of(&broker, &topic.name).await {
+                Ok(wanted) => topic.replication.reconcile(&broker, &topic, &wanted),
+                Err(e) => debug!(topic = %topic.name, error = %e, "replication policies unavailable"),
+            }
+            topic.replication.sample_rates();
+        }
+    }
+    for topic in broker.loaded_topics() {
+        topic.replication.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remotes_exclude_local_and_need_local_listed() {
+        let cs = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let r: Vec<String> = remotes_from(&cs, "a").into_iter().collect();
+        assert_eq!(r, vec!["b", "c"]);
+        assert!(remotes_from(&cs, "z").is_empty());
+        assert!(remotes_from(&["a".to_string()], "a").is_empty());
+    }
+}
