@@ -87,7 +87,9 @@ pub fn magnetar_bin() -> PathBuf {
     // Test executables live in <target>/debug/deps/; the binary is in <target>/debug/.
     let exe = std::env::current_exe().expect("path of the test executable");
     let candidates = [
-        exe.parent().and_then(Path::parent).map(|d| d.join("magnetar")),
+        exe.parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("magnetar")),
         std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("debug/magnetar")),
     ];
     for c in candidates.into_iter().flatten() {
@@ -171,7 +173,10 @@ impl Standalone {
                     .args(["--http-port", &self.http_port.to_string()])
                     .args(["--bind-address", "127.0.0.1"])
                     .args(["--bookies", &self.opts.bookies.to_string()])
-                    .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("RUST_LOG").unwrap_or("warn".into()),
+                    )
                     .stdin(Stdio::null())
                     .stdout(log.try_clone().expect("clone log handle"))
                     .stderr(log)
@@ -274,8 +279,7 @@ impl Standalone {
                 if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                 }
-                while matches!(c.try_wait(), Ok(None)) && tokio::time::Instant::now() < deadline
-                {
+                while matches!(c.try_wait(), Ok(None)) && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let _ = c.kill();

@@ -169,7 +169,10 @@ async fn subscription_types_behave_like_pulsar() {
         .receive_timeout(Duration::from_millis(300))
         .await
         .expect("receive");
-    assert!(none.is_none(), "standby got a message while the active was up");
+    assert!(
+        none.is_none(),
+        "standby got a message while the active was up"
+    );
     active.close().await.expect("close");
     p.send_and_wait(msg(10)).await.expect("send");
     assert_eq!(text(&recv(&standby).await), "m-10");
@@ -244,7 +247,11 @@ async fn messages_nacked_too_often_go_to_the_dead_letter_topic() {
     // m-7 is always rejected, m-8 accepted; bounded number of deliveries.
     let mut deliveries_of_7 = 0;
     for _ in 0..10 {
-        let Some(m) = cons.receive_timeout(Duration::from_secs(3)).await.expect("recv") else {
+        let Some(m) = cons
+            .receive_timeout(Duration::from_secs(3))
+            .await
+            .expect("recv")
+        else {
             break;
         };
         if text(&m) == "m-7" {

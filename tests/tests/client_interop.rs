@@ -57,7 +57,8 @@ fn python() -> Option<PathBuf> {
     let p = std::env::var_os("MAGNETAR_PYTHON")
         .map(PathBuf::from)
         .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/magnetar-venv/bin/python"))
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/magnetar-venv/bin/python"))
         })?;
     let ok = std::process::Command::new(&p)
         .args(["-c", "import pulsar"])
@@ -169,7 +170,11 @@ async fn python_batches_reach_rust_with_keys_properties_and_codecs() {
                 .await
                 .expect("receive")
                 .expect("message in time");
-            assert_eq!(String::from_utf8_lossy(&m.payload), format!("py-{i}"), "{codec}");
+            assert_eq!(
+                String::from_utf8_lossy(&m.payload),
+                format!("py-{i}"),
+                "{codec}"
+            );
             assert_eq!(m.key.as_deref(), Some(format!("k{}", i % 3).as_str()));
             assert_eq!(m.properties.get("i"), Some(&i.to_string()));
             assert_eq!(m.properties.get("lang").map(String::as_str), Some("py"));

@@ -159,7 +159,10 @@ async fn exclusive_rejects_a_second_consumer() {
 #[tokio::test]
 async fn shared_spreads_and_key_shared_pins_keys() {
     let (_s, c) = setup().await;
-    for (ty, name) in [(SubType::Shared, "shared"), (SubType::KeyShared, "keyshared")] {
+    for (ty, name) in [
+        (SubType::Shared, "shared"),
+        (SubType::KeyShared, "keyshared"),
+    ] {
         let t = unique_topic(&format!("rs-{name}"));
         let mut a = consumer(&c, &t, "s", ty).await.expect("a");
         let mut b = consumer(&c, &t, "s", ty).await.expect("b");
@@ -314,7 +317,9 @@ async fn cumulative_ack_acknowledges_everything_up_to_the_message() {
         .await
         .expect("resubscribe");
     for i in 6..10 {
-        let m = recv(&mut cons).await.expect("message after the cumulative ack");
+        let m = recv(&mut cons)
+            .await
+            .expect("message after the cumulative ack");
         assert_eq!(text(&m), format!("m-{i}"));
     }
 }

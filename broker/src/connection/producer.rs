@@ -112,6 +112,20 @@ impl Conn {
             ));
             return;
         };
+        if payload.raw.len() > magnetar_bookie::wire::MAX_ENTRY_BYTES {
+            // Storing it would fail the ledger for everyone on the topic; refuse it alone.
+            self.reply(commands::send_error(
+                pid,
+                seq,
+                ServerError::UnknownError,
+                format!(
+                    "message of {} bytes exceeds the entry limit of {}",
+                    payload.raw.len(),
+                    magnetar_bookie::wire::MAX_ENTRY_BYTES
+                ),
+            ));
+            return;
+        }
         let highest = send
             .highest_sequence_id
             .filter(|h| *h >= seq)

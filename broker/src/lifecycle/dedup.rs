@@ -125,11 +125,19 @@ impl DedupState {
 }
 
 /// Highest sequence id carried by a stored entry, from its metadata: the metadata's
-/// `highest_sequence_id` when set (batches), else its `sequence_id`.
-pub fn entry_highest_sequence(sequence_id: u64, highest_sequence_id: Option<u64>) -> i64 {
+/// `highest_sequence_id` when set, else the last id of a batch of `num_messages`. Clients
+/// give the messages of a batch strictly increasing ids, so `sequence_id + n - 1` never
+/// overestimates (an underestimate only weakens deduplication of a resent partial batch).
+pub fn entry_highest_sequence(
+    sequence_id: u64,
+    highest_sequence_id: Option<u64>,
+    num_messages: Option<i32>,
+) -> i64 {
+    let batch_last = sequence_id + num_messages.map_or(0, |n| n.max(1) as u64 - 1);
     highest_sequence_id
         .filter(|h| *h >= sequence_id)
-        .unwrap_or(sequence_id) as i64
+        .unwrap_or(batch_last)
+        .max(sequence_id) as i64
 }
 
 #[cfg(test)]
@@ -190,8 +198,10 @@ mod tests {
 
     #[test]
     fn entry_highest_prefers_valid_metadata_highest() {
-        assert_eq!(entry_highest_sequence(3, None), 3);
-        assert_eq!(entry_highest_sequence(3, Some(0)), 3);
-        assert_eq!(entry_highest_sequence(3, Some(9)), 9);
+        assert_eq!(entry_highest_sequence(3, None, None), 3);
+        assert_eq!(entry_highest_sequence(3, Some(0), None), 3);
+        assert_eq!(entry_highest_sequence(3, Some(9), Some(2)), 9);
+        assert_eq!(entry_highest_sequence(3, None, Some(5)), 7);
+        assert_eq!(entry_highest_sequence(3, Some(0), Some(1)), 3);
     }
 }

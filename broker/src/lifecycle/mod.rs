@@ -22,6 +22,7 @@ pub mod delayed;
 pub mod quota;
 pub mod service;
 pub mod state;
+pub mod stats;
 pub mod ttl;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -183,7 +183,11 @@ pub async fn recover_dedup(topic: &Topic) -> Result<()> {
         replayed += batch.len();
         for (pos, data) in &batch {
             if let Some(md) = decode_metadata(data) {
-                let highest = entry_highest_sequence(md.sequence_id, md.highest_sequence_id);
+                let highest = entry_highest_sequence(
+                    md.sequence_id,
+                    md.highest_sequence_id,
+                    md.num_messages_in_batch,
+                );
                 state.observe(&md.producer_name, highest, *pos);
             }
         }
@@ -278,16 +282,17 @@ async fn measure(
 /// Checks the backlog quotas of a topic and applies their policies.
 pub async fn check_quota(topic: &Topic, pol: &EffectivePolicies) -> Result<()> {
     let lc = &topic.lifecycle;
-    if pol.backlog_quotas.is_empty() {
-        lc.set_producer_block(None);
-        return Ok(());
-    }
+    // Backlog size is cheap (cursor counters) and shown in stats; age costs a read.
     let (backlog, slowest) = measure(topic, quota::needs_age(&pol.backlog_quotas)).await?;
     use std::sync::atomic::Ordering::Relaxed;
     lc.counters.backlog_bytes.store(backlog.bytes, Relaxed);
     lc.counters
         .backlog_age_secs
         .store(backlog.age_secs.unwrap_or(0), Relaxed);
+    if pol.backlog_quotas.is_empty() {
+        lc.set_producer_block(None);
+        return Ok(());
+    }
     let exceeded = quota::evaluate(&pol.backlog_quotas, &backlog);
     if lc.set_producer_block(quota::producer_block(&exceeded)) {
         info!(topic = %topic.name, ?backlog, "backlog quota exceeded; blocking producers");

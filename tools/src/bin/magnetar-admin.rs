@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use magnetar_tools::cmd_admin::{
-    self, BookiesCmd, ClustersCmd, NamespacesCmd, TenantsCmd, TopicsCmd,
+    self, BookiesCmd, BrokersCmd, ClustersCmd, NamespacesCmd, TenantsCmd, TopicsCmd,
 };
 use magnetar_tools::{cmd_metadata, common};
 
@@ -53,6 +53,9 @@ enum Command {
     /// Bookies.
     #[command(subcommand)]
     Bookies(BookiesCmd),
+    /// Brokers (REST).
+    #[command(subcommand)]
+    Brokers(BrokersCmd),
 }
 
 #[derive(Subcommand)]
@@ -86,6 +89,7 @@ fn main() {
             Command::Tenants(c) => cmd_admin::tenants(&rest()?, c).await,
             Command::Namespaces(c) => cmd_admin::namespaces::run(&rest()?, c).await,
             Command::Topics(c) => cmd_admin::topics::run(&rest()?, c).await,
+            Command::Brokers(c) => cmd_admin::brokers(&rest()?, c).await,
             Command::Bookies(BookiesCmd::List(args)) => {
                 cmd_admin::bookies_list(&rest()?, args).await
             }

@@ -71,6 +71,29 @@ pub struct TenantArgs {
     pub allowed_clusters: Vec<String>,
 }
 
+/// `brokers ...`.
+#[derive(Debug, Subcommand)]
+pub enum BrokersCmd {
+    /// Active brokers of a cluster.
+    List { cluster: String },
+    /// Health check of the broker at --admin-url.
+    Healthcheck,
+}
+
+/// `brokers ...` over REST.
+pub async fn brokers(rest: &Rest, cmd: BrokersCmd) -> anyhow::Result<()> {
+    match cmd {
+        BrokersCmd::List { cluster } => {
+            print_json(&rest.get(&format!("/admin/v2/brokers/{cluster}")).await?)
+        }
+        BrokersCmd::Healthcheck => {
+            rest.get_raw("/admin/v2/brokers/health").await?;
+            println!("ok");
+            Ok(())
+        }
+    }
+}
+
 /// `bookies ...`.
 #[derive(Debug, Subcommand)]
 pub enum BookiesCmd {

@@ -55,6 +55,22 @@ pub enum NamespacesCmd {
     Policies(Ns),
     /// List a namespace's topics.
     Topics(Ns),
+    /// Show a namespace's bundles.
+    Bundles(Ns),
+    /// Unload a namespace's bundle (all bundles without --bundle).
+    Unload {
+        namespace: String,
+        /// Bundle range (`0x00000000_0x40000000`).
+        #[arg(short = 'b', long)]
+        bundle: Option<String>,
+    },
+    /// Split a namespace bundle in two.
+    SplitBundle {
+        namespace: String,
+        /// Bundle range (`0x00000000_0x40000000`).
+        #[arg(short = 'b', long)]
+        bundle: String,
+    },
     /// Set retention of consumed messages.
     SetRetention {
         namespace: String,
@@ -227,6 +243,15 @@ async fn remove(rest: &Rest, ns: &str, policy: &str) -> anyhow::Result<()> {
         .map(|_| ())
 }
 
+/// `lo_hi` ranges from a `{"boundaries": [...]}` document.
+fn bundle_ranges(v: &Value) -> Vec<String> {
+    let b: Vec<&str> = v["boundaries"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    b.windows(2).map(|w| format!("{}_{}", w[0], w[1])).collect()
+}
+
 fn minutes(secs: i64) -> i64 {
     if secs < 0 {
         -1
@@ -265,6 +290,22 @@ pub async fn run(rest: &Rest, cmd: NamespacesCmd) -> anyhow::Result<()> {
             .map(|_| ()),
         C::Policies(n) => show(rest, &n.namespace, "policies").await,
         C::Topics(n) => show(rest, &n.namespace, "topics").await,
+        C::Bundles(n) => show(rest, &n.namespace, "bundles").await,
+        C::Unload { namespace, bundle } => {
+            let bundles = match bundle {
+                Some(b) => vec![b],
+                None => bundle_ranges(&rest.get(&url(&namespace, "bundles")?).await?),
+            };
+            for b in bundles {
+                rest.call("PUT", &url(&namespace, &format!("{b}/unload"))?, None)
+                    .await?;
+            }
+            Ok(())
+        }
+        C::SplitBundle { namespace, bundle } => rest
+            .call("PUT", &url(&namespace, &format!("{bundle}/split"))?, None)
+            .await
+            .map(|_| ()),
         C::SetRetention {
             namespace,
             time,

@@ -1,0 +1,28 @@
+//! Lifecycle fields for the admin stats endpoint, in Pulsar's names.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{json, Map, Value};
+
+use crate::topic::Topic;
+
+/// Topic-level fields: `deduplicationStatus`, `backlogSize`, `storageSize`,
+/// `oldestBacklogMessageAgeSeconds`, `msgExpired`, `msgEvicted`, `msgDuplicates`.
+/// Merge them into the topic stats object.
+pub fn topic_fields(topic: &Topic) -> Map<String, Value> {
+    let c = &topic.lifecycle.counters;
+    let v = json!({
+        "deduplicationStatus": topic.lifecycle.dedup_status(),
+        "backlogSize": c.backlog_bytes.load(Relaxed),
+        "storageSize": topic.log.size_bytes(),
+        "oldestBacklogMessageAgeSeconds": c.backlog_age_secs.load(Relaxed),
+        "msgExpired": c.msg_expired.load(Relaxed),
+        "msgEvicted": c.msg_evicted.load(Relaxed),
+        "msgDuplicates": c.duplicates.load(Relaxed),
+        "backlogQuotaBlocked": topic.lifecycle.producer_block().is_some(),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
