@@ -319,11 +319,14 @@ impl Broker {
                 .filter_map(|n| topics.remove(n).and_then(|c| c.get().cloned()))
                 .collect()
         };
-        for t in &doomed {
+        // Concurrently: every client hears about the close at once, even if one log's close
+        // waits on storage.
+        futures::future::join_all(doomed.iter().map(|t| async move {
             if let Err(e) = t.close().await {
                 warn!(topic = %t.name, error = %e, "closing topic failed");
             }
-        }
+        }))
+        .await;
         doomed.len()
     }
 }

@@ -181,6 +181,22 @@ impl Topic {
         Published::Stored(stored)
     }
 
+    /// Stores a chunk that is not the last of its message. Every chunk carries the
+    /// message's sequence id, so only the last one goes through deduplication (as in
+    /// Pulsar); the others are stored as they come.
+    pub fn publish_chunk(&self, raw: Bytes) -> Published {
+        if self.terminated.load(Ordering::Relaxed) {
+            let name = self.name.to_string();
+            return Published::Stored(
+                async move { Err(BrokerError::TopicTerminated(name)) }.boxed(),
+            );
+        }
+        self.counters
+            .bytes_in
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        Published::Stored(self.log.append(raw))
+    }
+
     /// Looks up or creates a subscription. `durable = false` makes a reader subscription
     /// (non-durable cursor starting at `initial`).
     pub async fn subscribe(

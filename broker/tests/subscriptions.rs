@@ -176,8 +176,12 @@ async fn delayed_message_waits_on_shared_subscription() -> anyhow::Result<()> {
         deliver_at_time: Some(now + 1500),
         ..Default::default()
     };
-    c.send_frame(Outbound::with_payload(commands::send(1, 0, 1), &md, b"later"))
-        .await?;
+    c.send_frame(Outbound::with_payload(
+        commands::send(1, 0, 1),
+        &md,
+        b"later",
+    ))
+    .await?;
     c.expect(Type::SendReceipt).await?;
     c.publish(1, 1, b"now").await?;
     c.expect(Type::SendReceipt).await?;
@@ -187,6 +191,10 @@ async fn delayed_message_waits_on_shared_subscription() -> anyhow::Result<()> {
     assert_eq!(&first.payload.expect("p").body[..], b"now");
     let second = c.next_frame().await?;
     assert_eq!(&second.payload.expect("p").body[..], b"later");
-    assert!(start.elapsed() >= Duration::from_millis(1000), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
     Ok(())
 }

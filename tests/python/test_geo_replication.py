@@ -7,7 +7,8 @@ replication (the backlog drains once the remote is back, with nothing lost or du
 """
 
 import json
-import time
+import os
+import subprocess
 import uuid
 
 import pulsar
@@ -46,6 +47,27 @@ def _configure(server, peer):
                      json.dumps(["a", "b"])), "set replication clusters")
 
 
+def _admin(server, *args):
+    """Runs `magnetar-admin` (next to MAGNETAR_BIN) against `server`; returns stdout."""
+    binary = os.path.join(os.path.dirname(magnetar_bin()), "magnetar-admin")
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"{binary} missing: cargo build -p magnetar-tools --bin magnetar-admin",
+                    pytrace=False)
+    out = subprocess.run([binary, "--admin-url", server.http_url, *args],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"magnetar-admin {' '.join(args)}: {out.stderr}"
+    return out.stdout
+
+
+def _configure_with_cli(server, peer):
+    """Same as `_configure`, with the CLI commands docs/geo-replication.md shows."""
+    _admin(server, "clusters", "create", peer.cluster_name,
+           "--url", peer.http_url, "--broker-url", peer.service_url)
+    _admin(server, "tenants", "create", TENANT, "--allowed-clusters", "a,b")
+    _admin(server, "namespaces", "create", f"{TENANT}/{NS}")
+    _admin(server, "namespaces", "set-clusters", f"{TENANT}/{NS}", "--clusters", "a,b")
+
+
 @pytest.fixture
 def clusters(tmp_path):
     servers = []
@@ -56,7 +78,7 @@ def clusters(tmp_path):
             servers.append(s)
         a, b = servers
         _configure(a, b)
-        _configure(b, a)
+        _configure_with_cli(b, a)
         yield a, b
     finally:
         for s in servers:
@@ -129,6 +151,8 @@ def test_messages_from_each_cluster_arrive_once_in_order_on_both(clusters):
                 _replication(server, topic, remote)), timeout_s=20, what="replication stats")
             assert r["connected"] is True
             assert "msgRateOut" in r
+            cli = json.loads(_admin(server, "topics", "stats", topic))
+            assert cli["replication"][remote]["replicationBacklog"] == 0
     finally:
         ca.close()
         cb.close()
@@ -180,3 +204,60 @@ def test_remote_outage_delays_but_neither_loses_nor_duplicates(clusters, how):
         assert_no_more(cons, wait_ms=1000)
     finally:
         ca.close()
+
+
+def test_remote_killed_while_replicating_stores_each_message_once(clusters):
+    a, b = clusters
+    topic = _topic()
+    ca = make_client(a.service_url)
+    try:
+        cb = make_client(b.service_url)
+        cb.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest).close()
+        cb.close()
+        p = ca.create_producer(topic, block_if_queue_full=True, batching_enabled=False)
+        sent = [f"a-{i}".encode() for i in range(N)]
+        for m in sent[:700]:
+            p.send_async(m, lambda res, mid: None)
+        p.flush()
+        b.kill9()  # likely with replicated sends in flight: they are resent after restart
+        b.start()
+        for m in sent[700:]:
+            p.send_async(m, lambda res, mid: None)
+        p.flush()
+        p.close()
+        wait_for(lambda: (lambda x: x and x["connected"] and x["replicationBacklog"] == 0)(
+            _replication(a, topic, "b")), timeout_s=60, what="backlog drained after b returned")
+        cb = make_client(b.service_url)
+        try:
+            cons = cb.subscribe(topic, "check", initial_position=pulsar.InitialPosition.Earliest)
+            got = [m.data() for m in receive_n(cons, N, timeout_s=60, ack=True)]
+            assert got == sent, f"b stored {len(got)} messages; first {got[:3]}, last {got[-3:]}"
+            assert_no_more(cons, wait_ms=2000)
+        finally:
+            cb.close()
+    finally:
+        ca.close()
+
+
+def test_replicate_to_and_disable_replication_keep_messages_local(clusters):
+    a, b = clusters
+    topic = _topic()
+    ca, cb = make_client(a.service_url), make_client(b.service_url)
+    try:
+        on_a = ca.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+        on_b = cb.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+        p = ca.create_producer(topic, batching_enabled=False)
+        p.send(b"local-only", disable_replication=True)
+        p.send(b"to-a-only", replication_clusters=["a"])
+        p.send(b"to-b", replication_clusters=["b"])
+        p.send(b"everywhere")
+        p.close()
+        got_a = [m.data() for m in receive_n(on_a, 4, timeout_s=20, ack=True)]
+        assert got_a == [b"local-only", b"to-a-only", b"to-b", b"everywhere"]
+        got_b = [m.data() for m in receive_n(on_b, 2, timeout_s=30, ack=True)]
+        assert got_b == [b"to-b", b"everywhere"]
+        assert_no_more(on_b, wait_ms=1500)
+        assert_no_more(on_a, wait_ms=500)
+    finally:
+        ca.close()
+        cb.close()

@@ -161,6 +161,41 @@ def test_dedup_resent_sequence_ids_across_restart_are_stored_once(lc_fresh, how)
         client.close()
 
 
+def test_dedup_batched_resend_after_kill9_is_stored_once(lc_fresh):
+    topic = f"persistent://public/default/dedup-batch-{uuid.uuid4().hex[:10]}"
+
+    def send_groups(prod, ids):
+        for start in range(ids.start, ids.stop, 10):
+            for i in range(start, start + 10):
+                prod.send_async(f"b-{i}".encode(), None, sequence_id=i)
+            prod.flush()
+
+    client = make_client(lc_fresh.service_url)
+    try:
+        client.subscribe(topic, "s").close()
+        prod = client.create_producer(topic, producer_name="batcher", batching_enabled=True,
+                                      batching_max_messages=10,
+                                      batching_max_publish_delay_ms=50)
+        send_groups(prod, range(0, 100))
+    finally:
+        client.close()
+    lc_fresh.kill9()
+    lc_fresh.start()
+    client = make_client(lc_fresh.service_url)
+    try:
+        prod = client.create_producer(topic, producer_name="batcher", batching_enabled=True,
+                                      batching_max_messages=10,
+                                      batching_max_publish_delay_ms=50)
+        assert prod.last_sequence_id() == 99
+        send_groups(prod, range(50, 150))
+        cons = client.subscribe(topic, "s")
+        got = [m.data().decode() for m in receive_n(cons, 150, timeout_s=20, ack=True)]
+        assert sorted(got, key=lambda s: int(s[2:])) == [f"b-{i}" for i in range(150)]
+        assert_no_more(cons, wait_ms=1000)
+    finally:
+        client.close()
+
+
 # ---------------------------------------------------------------- delayed delivery
 
 
@@ -225,6 +260,44 @@ def test_delayed_messages_never_early_nor_late_across_restart(lc_fresh):
         if t > allowed:
             late.append((i, t - due[i]))
     assert not late, f"delivered late (id, ms after due): {late[:10]}"
+
+
+def test_delayed_index_over_memory_budget_loses_nothing(tmp_path_factory):
+    env = {k: v for k, v in LIFECYCLE_ENV.items() if k != "MAGNETAR_MAX_ENTRIES_PER_LEDGER"}
+    env["MAGNETAR_DELAYED_INDEX_MAX_ENTRIES"] = "50"
+    server = _launch(tmp_path_factory, "lifecycle-budget", env)
+    topic = f"persistent://public/default/delayed-budget-{uuid.uuid4().hex[:10]}"
+    n = 400
+    client = make_client(server.service_url)
+    try:
+        cons = client.subscribe(topic, "ks", consumer_type=pulsar.ConsumerType.KeyShared)
+        prod = client.create_producer(topic)
+        due = {}
+        rnd = random.Random(4)
+        for i in range(n):
+            at = now_ms() + 500 + rnd.randint(0, 2500)
+            due[i] = at
+            prod.send_async(f"{i}".encode(), None, deliver_at=at, partition_key=f"k{i % 7}")
+        prod.flush()
+        sent_done = now_ms()
+        received = {}
+        deadline = time.monotonic() + 30
+        while len(received) < n and time.monotonic() < deadline:
+            try:
+                m = cons.receive(timeout_millis=200)
+            except pulsar.Timeout:
+                continue
+            received.setdefault(int(m.data()), now_ms())
+            cons.acknowledge(m)
+        assert len(received) == n, f"only {len(received)} of {n} arrived"
+        early = [i for i, t in received.items() if t < due[i] - 5]
+        assert not early, f"delivered early: {early[:10]}"
+        late = [(i, t - max(due[i], sent_done)) for i, t in received.items()
+                if t > max(due[i], sent_done) + 1000]
+        assert not late, f"delivered late (id, ms): {late[:10]}"
+    finally:
+        client.close()
+        server.stop()
 
 
 def test_delayed_messages_on_exclusive_subscription_arrive_at_once(lc_server):
@@ -299,6 +372,54 @@ def test_backlog_quota_producer_exception_blocks_new_producers(lc_server):
             except pulsar.ProducerBlockedQuotaExceededException:
                 return False
         wait_for(can_create, timeout_s=15, what="producer allowed again")
+    finally:
+        client.close()
+
+
+def test_backlog_quota_hold_makes_producer_wait_then_fail(lc_server):
+    ns = new_namespace(lc_server)
+    topic = topic_in(ns)
+    client = make_client(lc_server.service_url)
+    try:
+        client.subscribe(topic, "slow").close()
+        prod = client.create_producer(topic)
+        for i in range(40):
+            prod.send(b"h" * 100)
+        quota = {"limitSize": 1024, "limitTime": -1, "policy": "producer_request_hold"}
+        status, body = http_request(
+            "POST", f"{lc_server.http_url}/admin/v2/namespaces/public/{ns}/backlogQuota",
+            body=json.dumps(quota))
+        assert status in (200, 204), f"set quota: {status} {body!r}"
+        start = time.monotonic()
+        with pytest.raises(pulsar.ProducerBlockedQuotaExceededError):
+            client.create_producer(topic)
+        # The broker held the request for its hold timeout (1 s here) before refusing.
+        assert time.monotonic() - start >= 0.8
+    finally:
+        client.close()
+
+
+def test_backlog_quota_by_age_blocks_producers(lc_server):
+    ns = new_namespace(lc_server)
+    topic = topic_in(ns)
+    client = make_client(lc_server.service_url)
+    try:
+        client.subscribe(topic, "slow").close()
+        prod = client.create_producer(topic)
+        prod.send(b"aging")
+        quota = {"limitSize": -1, "limitTime": 1, "policy": "producer_exception"}
+        status, body = http_request(
+            "POST", f"{lc_server.http_url}/admin/v2/namespaces/public/{ns}/backlogQuota"
+            "?backlogQuotaType=message_age", body=json.dumps(quota))
+        assert status in (200, 204), f"set quota: {status} {body!r}"
+
+        def blocked():
+            try:
+                client.create_producer(topic).close()
+                return False
+            except pulsar.ProducerBlockedQuotaExceededException:
+                return True
+        wait_for(blocked, timeout_s=15, what="the age quota to block producers")
     finally:
         client.close()
 

@@ -21,10 +21,10 @@ pub struct InitArgs {
     #[arg(long, env = "MAGNETAR_METADATA")]
     pub metadata: String,
     /// HTTP service URL of the cluster (`http://host:8080`).
-    #[arg(long)]
+    #[arg(long, env = "MAGNETAR_WEB_SERVICE_URL")]
     pub web_service_url: String,
     /// Pulsar protocol service URL of the cluster (`pulsar://host:6650`).
-    #[arg(long)]
+    #[arg(long, env = "MAGNETAR_BROKER_SERVICE_URL")]
     pub broker_service_url: String,
 }
 

@@ -286,6 +286,15 @@ fn admin_cli_manages_tenants_namespaces_policies_topics_and_subscriptions() {
     ok(&s, &["namespaces", "delete", "acme/ns"]);
     ok(&s, &["tenants", "delete", "acme"]);
 
+    assert_eq!(
+        json(&s, &["brokers", "list", "standalone"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(ok(&s, &["brokers", "healthcheck"]).trim(), "ok");
+    assert!(json(&s, &["namespaces", "bundles", "public/default"])["boundaries"].is_array());
+    ok(&s, &["namespaces", "unload", "public/default"]);
     let bookies = json(&s, &["bookies", "list", "--output", "json"]);
     assert_eq!(bookies.as_array().map(Vec::len), Some(1), "{bookies}");
 }

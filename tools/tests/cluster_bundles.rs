@@ -1,4 +1,5 @@
 //! Bundle administration across two broker processes: both brokers agree on every owner,
+//! partitions of a partitioned topic spread over both brokers,
 //! split cuts a bundle in two, unload on a non-owner redirects (307) to the owner, and a
 //! gracefully stopped broker hands its bundles over at once (well before its session TTL).
 
@@ -33,6 +34,27 @@ fn bundle_of(bounds: &[String], topic: &str) -> String {
     nb.find(h).expect("a bundle holds every hash").to_string()
 }
 
+fn http_put_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "PUT {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        buf.split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string(),
+    ))
+}
+
 #[test]
 fn split_unload_redirect_and_graceful_handover() {
     // A long TTL: a hand-over within it proves the stopped broker released its bundles.
@@ -40,6 +62,26 @@ fn split_unload_redirect_and_graceful_handover() {
     let (b0, b1) = (cluster.brokers[0].clone(), cluster.brokers[1].clone());
     let before = bundles(b0.http_port);
     assert_eq!(before.len(), 5, "4 bundles by default: {before:?}");
+
+    // Partitions of a partitioned topic land in different bundles and on both brokers.
+    // (A topic admin request may be redirected to the broker the name hashes to.)
+    let path = "/admin/v2/persistent/public/default/spread/partitions";
+    let (mut status, mut body) = http_put_json(b0.http_port, path, "8").expect("create");
+    if status == 307 {
+        (status, body) = http_put_json(b1.http_port, path, "8").expect("create");
+    }
+    assert!(
+        status == 204 || status == 200,
+        "create partitioned: {status} {body}"
+    );
+    let mut partition_owners = std::collections::BTreeSet::new();
+    for i in 0..8 {
+        let p = format!("spread-partition-{i}");
+        let o = cluster.lookup(&b0, &p).expect("lookup partition");
+        assert_eq!(cluster.lookup(&b1, &p).as_deref(), Some(o.as_str()));
+        partition_owners.insert(o);
+    }
+    assert_eq!(partition_owners.len(), 2, "8 partitions all on one broker");
 
     let topic = "bundle-admin";
     let owner_url = cluster.lookup(&b0, topic).expect("lookup");

@@ -7,6 +7,7 @@ mod clusters;
 mod common;
 mod namespaces;
 pub mod openapi;
+mod peek;
 // mod rates; (wired into stats later)
 mod redirect;
 mod subscriptions;

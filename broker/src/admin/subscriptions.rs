@@ -10,17 +10,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use magnetar_client::wire::proto::MessageMetadata;
-use prost::Message as _;
 use serde::Deserialize;
 
 use super::common::{bad_request, be, conflict, not_found, parse_opt_body, precondition};
-use super::topic_ops::{checked_topic, message_id};
+use super::topic_ops::checked_topic;
 use super::AdminResult;
 use crate::broker::Broker;
 use crate::dispatch::SubType;
@@ -61,11 +58,14 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
             &format!("{P}/all_subscription/expireMessages/:secs"),
             post(expire_all),
         )
-        .route(&format!("{P}/subscription/:sub/position/:n"), get(peek))
+        .route(
+            &format!("{P}/subscription/:sub/position/:n"),
+            get(super::peek::peek),
+        )
 }
 
 /// The topics a request applies to: the partitions of a partitioned topic, or the topic.
-async fn targets(b: &Broker, name: &TopicName) -> AdminResult<Vec<TopicName>> {
+pub(super) async fn targets(b: &Broker, name: &TopicName) -> AdminResult<Vec<TopicName>> {
     if name.partition_index() < 0 {
         let n = b.partitions(name).await.map_err(be)?;
         if n > 0 {
@@ -78,12 +78,12 @@ async fn targets(b: &Broker, name: &TopicName) -> AdminResult<Vec<TopicName>> {
     Ok(vec![name.clone()])
 }
 
-async fn load(b: &Broker, name: &TopicName) -> AdminResult<Arc<Topic>> {
+pub(super) async fn load(b: &Broker, name: &TopicName) -> AdminResult<Arc<Topic>> {
     b.get_topic(name, false).await.map_err(be)
 }
 
 /// Durable subscriptions of a loaded topic (including cursors with no running task).
-fn sub_names(topic: &Topic) -> BTreeSet<String> {
+pub(super) fn sub_names(topic: &Topic) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = topic.log.cursor_names().into_iter().collect();
     names.extend(
         topic
@@ -96,7 +96,7 @@ fn sub_names(topic: &Topic) -> BTreeSet<String> {
 }
 
 /// The running subscription, starting its task from the stored cursor if needed.
-async fn subscription(topic: &Topic, sub: &str) -> AdminResult<Arc<SubscriptionHandle>> {
+pub(super) async fn subscription(topic: &Topic, sub: &str) -> AdminResult<Arc<SubscriptionHandle>> {
     if let Some(s) = topic.subscription(sub) {
         return Ok(s);
     }
@@ -238,7 +238,7 @@ async fn remove(
 }
 
 /// First position the subscription has not acknowledged.
-fn start_of_backlog(topic: &Topic, s: &SubscriptionHandle) -> Position {
+pub(super) fn start_of_backlog(topic: &Topic, s: &SubscriptionHandle) -> Position {
     s.cursor.mark_delete().map_or_else(
         || topic.log.first_position(),
         |m| topic.log.next_position(m),
@@ -257,7 +257,7 @@ const SCAN_BATCH: usize = 100;
 const SCAN_LIMIT: usize = 100_000;
 
 /// Where a scan of the backlog stopped.
-enum Scan {
+pub(super) enum Scan {
     /// `stop` said yes at this entry.
     Hit(Position, Bytes),
     /// The end of the log was reached.
@@ -268,7 +268,7 @@ enum Scan {
 
 /// Walks unacknowledged entries from the start of the backlog until `stop` says yes, the
 /// log ends, or [`SCAN_LIMIT`] entries were looked at.
-async fn scan<F>(topic: &Topic, s: &SubscriptionHandle, mut stop: F) -> AdminResult<Scan>
+pub(super) async fn scan<F>(topic: &Topic, s: &SubscriptionHandle, mut stop: F) -> AdminResult<Scan>
 where
     F: FnMut(Position, &Bytes) -> bool,
 {
@@ -299,7 +299,7 @@ async fn seek(s: &SubscriptionHandle, target: SeekTarget) -> AdminResult<()> {
     s.seek(target).await.map_err(be)
 }
 
-fn parse_u64(v: &str, what: &str) -> AdminResult<u64> {
+pub(super) fn parse_u64(v: &str, what: &str) -> AdminResult<u64> {
     v.parse()
         .map_err(|_| bad_request(format!("{what} must be a non-negative integer")))
 }
@@ -448,85 +448,4 @@ async fn expire_all(State(b): S, Path((t, ns, topic, secs)): SubPath) -> AdminRe
         }
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn header(h: &mut HeaderMap, name: &str, value: impl ToString) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::try_from(name),
-        HeaderValue::from_str(&value.to_string()),
-    ) {
-        h.insert(n, v);
-    }
-}
-
-/// Splits a stored entry `[0x0e01][crc][size][metadata][payload]` into metadata and payload.
-fn split_entry(raw: &Bytes) -> (Option<MessageMetadata>, Bytes) {
-    if raw.len() >= 10 && raw[0] == 0x0e && raw[1] == 0x01 {
-        let size = u32::from_be_bytes([raw[6], raw[7], raw[8], raw[9]]) as usize;
-        if raw.len() - 10 >= size {
-            if let Ok(md) = MessageMetadata::decode(&raw[10..10 + size]) {
-                return (Some(md), raw.slice(10 + size..));
-            }
-        }
-    }
-    (None, raw.clone())
-}
-
-async fn peek(
-    State(b): S,
-    Path((t, ns, topic, sub, n)): Path<(String, String, String, String, String)>,
-) -> AdminResult<Response> {
-    let n = parse_u64(&n, "message position")?;
-    if n == 0 {
-        return Err(bad_request("message position starts at 1"));
-    }
-    let name = checked_topic(&b, &t, &ns, &topic).await?;
-    let parts = targets(&b, &name).await?;
-    if parts.len() != 1 || parts[0] != name {
-        return Err(precondition(
-            "Peek messages on a partitioned topic is not allowed; use a partition",
-        ));
-    }
-    let tp = load(&b, &name).await?;
-    if !sub_names(&tp).contains(&sub) {
-        return Err(not_found("Subscription not found"));
-    }
-    let s = subscription(&tp, &sub).await?;
-    let mut left = n;
-    let hit = scan(&tp, &s, |_, _| {
-        left -= 1;
-        left == 0
-    })
-    .await?;
-    let Scan::Hit(pos, raw) = hit else {
-        return Err(not_found("Message not found"));
-    };
-    let (md, payload) = split_entry(&raw);
-    let mut h = HeaderMap::new();
-    let id = message_id(pos.ledger, pos.entry, name.partition_index());
-    header(
-        &mut h,
-        "X-Pulsar-Message-ID",
-        format!("{}:{}", pos.ledger, pos.entry),
-    );
-    header(&mut h, "X-Pulsar-Message-ID-JSON", id);
-    header(&mut h, "Content-Type", "application/octet-stream");
-    if let Some(md) = md {
-        header(&mut h, "X-Pulsar-publish-time", md.publish_time);
-        header(&mut h, "X-Pulsar-producer-name", &md.producer_name);
-        header(&mut h, "X-Pulsar-sequence-id", md.sequence_id);
-        if let Some(k) = &md.partition_key {
-            header(&mut h, "X-Pulsar-Message-Key", k);
-        }
-        if let Some(et) = md.event_time {
-            header(&mut h, "X-Pulsar-event-time", et);
-        }
-        if let Some(nb) = md.num_messages_in_batch {
-            header(&mut h, "X-Pulsar-num-batch-message", nb);
-        }
-        for kv in &md.properties {
-            header(&mut h, &format!("X-Pulsar-PROPERTY-{}", kv.key), &kv.value);
-        }
-    }
-    Ok((StatusCode::OK, h, payload).into_response())
 }

@@ -171,7 +171,7 @@ impl Cluster {
             "metadata session lost; closing every topic"
         );
         metrics::counter!("magnetar_broker_session_losses_total").increment(1);
-        let closing = broker.close_all();
+        let closing = broker.close_topics(|_| true);
         if tokio::time::timeout(Duration::from_secs(10), closing)
             .await
             .is_err()

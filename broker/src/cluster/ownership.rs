@@ -178,6 +178,13 @@ impl Cluster {
                 self.owned.lock().insert((ns, range));
                 return Ok(LookupAnswer::Here);
             }
+            // Held by this broker's previous process (killed and restarted before its
+            // session expired): redirecting to ourselves would loop, so ask to retry.
+            Some((o, _)) if o.broker_id == self.me.broker_id => {
+                return Err(not_ready(format!(
+                    "bundle {ns}/{range} is still held by this broker's previous session"
+                )));
+            }
             Some((o, _)) => return Ok(LookupAnswer::Elsewhere(o)),
             None => {}
         }

@@ -111,3 +111,26 @@ async fn a_broker_without_session_serves_nothing() {
     a.owned.lock().clear();
     assert!(a.check_owned(&t).await.is_err());
 }
+
+#[tokio::test]
+async fn a_restarted_broker_waits_for_its_old_session_instead_of_redirecting_to_itself() {
+    let store = MemStore::new();
+    let old = broker(store.clone(), 7300).await;
+    let t = topic(3);
+    assert_eq!(
+        old.lookup(&t, true).await.expect("lookup"),
+        LookupAnswer::Here
+    );
+    // Same address, new process and session; the old session is still alive.
+    let new = broker(store.clone(), 7300).await;
+    let err = new
+        .lookup(&t, false)
+        .await
+        .expect_err("must not redirect to itself");
+    assert!(matches!(err, crate::error::BrokerError::ServiceNotReady(_)));
+    old.release().await;
+    assert_eq!(
+        new.lookup(&t, false).await.expect("lookup"),
+        LookupAnswer::Here
+    );
+}

@@ -137,7 +137,17 @@ impl Conn {
             .max(1) as u32;
         metrics::counter!("magnetar_broker_messages_in_total").increment(u64::from(num));
         metrics::counter!("magnetar_broker_bytes_in_total").increment(payload.raw.len() as u64);
-        let fut = match p.topic.publish(&p.name, seq, highest, num, payload.raw) {
+        let md = &payload.metadata;
+        let intermediate_chunk = match (md.chunk_id, md.num_chunks_from_msg) {
+            (Some(id), Some(n)) => id + 1 < n,
+            _ => false,
+        };
+        let published = if intermediate_chunk {
+            p.topic.publish_chunk(payload.raw)
+        } else {
+            p.topic.publish(&p.name, seq, highest, num, payload.raw)
+        };
+        let fut = match published {
             Published::Duplicate => {
                 let id = MessageIdData {
                     ledger_id: u64::MAX,

@@ -30,7 +30,7 @@ impl Default for LifecycleConfig {
             message_expiry_check_interval_secs: 60,
             delayed_index_max_entries: 100_000,
             min_ledger_rollover_secs: 600,
-            backlog_quota_hold_timeout_ms: 3_000,
+            backlog_quota_hold_timeout_ms: 1_000,
         }
     }
 }

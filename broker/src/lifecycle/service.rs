@@ -183,6 +183,11 @@ pub async fn recover_dedup(topic: &Topic) -> Result<()> {
         replayed += batch.len();
         for (pos, data) in &batch {
             if let Some(md) = decode_metadata(data) {
+                // Only a message's last chunk counts for deduplication (as when publishing).
+                if matches!((md.chunk_id, md.num_chunks_from_msg), (Some(id), Some(n)) if id + 1 < n)
+                {
+                    continue;
+                }
                 let highest = entry_highest_sequence(
                     md.sequence_id,
                     md.highest_sequence_id,
@@ -228,6 +233,12 @@ async fn check_topic(broker: &Broker, topic: &Arc<Topic>, cache: &mut PolicyCach
         snapshot_dedup(topic).await;
     }
     topic.log.set_retention(retention_of(&pol, explicit));
+    for s in topic.subscriptions() {
+        s.counters.delayed_delivery_off.store(
+            !pol.delayed_delivery.active,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
     if let Some(ttl) = pol.message_ttl {
         let every = Duration::from_secs(broker.config.lifecycle.message_expiry_check_interval_secs);
         let due = {

@@ -124,6 +124,7 @@ impl TopicLifecycle {
             DedupDecision::Accept => Admit::Store { tracked: true },
             DedupDecision::Duplicate => {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("magnetar_broker_duplicate_messages_total").increment(1);
                 Admit::Duplicate
             }
         }

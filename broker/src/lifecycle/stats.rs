@@ -4,7 +4,23 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{json, Map, Value};
 
+use crate::subscription::SubscriptionHandle;
 use crate::topic::Topic;
+
+/// Subscription-level fields: `msgDelayed` (delayed entries held), `totalMsgExpired`.
+/// Merge them into each subscription's stats object.
+pub fn subscription_fields(sub: &SubscriptionHandle) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "msgDelayed".into(),
+        sub.counters.delayed.load(Relaxed).into(),
+    );
+    m.insert(
+        "totalMsgExpired".into(),
+        sub.counters.expired.load(Relaxed).into(),
+    );
+    m
+}
 
 /// Topic-level fields: `deduplicationStatus`, `backlogSize`, `storageSize`,
 /// `oldestBacklogMessageAgeSeconds`, `msgExpired`, `msgEvicted`, `msgDuplicates`.

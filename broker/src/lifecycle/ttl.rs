@@ -104,6 +104,9 @@ pub async fn expire_messages(topic: &Topic, sub: &SubscriptionHandle, seconds: u
         .counters
         .msg_expired
         .fetch_add(scan.expired, Ordering::Relaxed);
+    sub.counters
+        .expired
+        .fetch_add(scan.expired, Ordering::Relaxed);
     metrics::counter!("magnetar_broker_expired_messages_total").increment(scan.expired);
     tracing::debug!(topic = %topic.name, sub = %sub.name, %upto, n = scan.expired, "messages expired");
     Ok(scan.expired)

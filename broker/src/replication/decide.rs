@@ -55,12 +55,8 @@ pub fn split_entry(raw: &Bytes) -> Option<(MessageMetadata, Bytes)> {
     if raw.len() < size_end {
         return None;
     }
-    let size = u32::from_be_bytes([
-        raw[start],
-        raw[start + 1],
-        raw[start + 2],
-        raw[start + 3],
-    ]) as usize;
+    let size =
+        u32::from_be_bytes([raw[start], raw[start + 1], raw[start + 2], raw[start + 3]]) as usize;
     let md_end = size_end.checked_add(size)?;
     if raw.len() < md_end {
         return None;

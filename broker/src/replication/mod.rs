@@ -43,6 +43,7 @@ const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 struct Running {
     stats: Arc<ReplicatorStats>,
     stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
     last_sample: (Instant, u64),
 }
 
@@ -122,6 +123,17 @@ impl TopicReplication {
             if !keep {
                 info!(topic = %topic.name, %remote, "replication to cluster removed");
                 r.stop.cancel();
+                // The cursor goes too, so it no longer holds back retention (as in Pulsar).
+                let (topic, cursor, task) =
+                    (topic.clone(), decide::cursor_name(remote), r.task.take());
+                tokio::spawn(async move {
+                    if let Some(t) = task {
+                        let _ = t.await;
+                    }
+                    if let Err(e) = topic.log.delete_cursor(&cursor).await {
+                        debug!(topic = %topic.name, error = %e, "replicator cursor not deleted");
+                    }
+                });
             }
             keep
         });
@@ -139,12 +151,13 @@ impl TopicReplication {
                 stats: stats.clone(),
                 stop: stop.clone(),
             };
-            tokio::spawn(replicator::run(ctx));
+            let task = tokio::spawn(replicator::run(ctx));
             running.insert(
                 remote.clone(),
                 Running {
                     stats,
                     stop,
+                    task: Some(task),
                     last_sample: (Instant::now(), 0),
                 },
             );
@@ -156,11 +169,15 @@ impl TopicReplication {
 /// without the local cluster, and only if the local cluster is one of them.
 pub async fn remotes_of(broker: &Broker, name: &TopicName) -> Result<BTreeSet<String>> {
     let base = name.base();
-    let Some(p) = namespace_policies(broker.metadata.as_ref(), &base.tenant, &base.namespace).await?
+    let Some(p) =
+        namespace_policies(broker.metadata.as_ref(), &base.tenant, &base.namespace).await?
     else {
         return Ok(BTreeSet::new());
     };
-    Ok(remotes_from(&p.replication_clusters, &broker.config.cluster_name))
+    Ok(remotes_from(
+        &p.replication_clusters,
+        &broker.config.cluster_name,
+    ))
 }
 
 /// Remote clusters from a replication list (empty unless `local` is in it).
@@ -197,7 +214,9 @@ async fn run(broker: Arc<Broker>) {
         for topic in broker.loaded_topics() {
             match remotes_of(&broker, &topic.name).await {
                 Ok(wanted) => topic.replication.reconcile(&broker, &topic, &wanted),
-                Err(e) => debug!(topic = %topic.name, error = %e, "replication policies unavailable"),
+                Err(e) => {
+                    debug!(topic = %topic.name, error = %e, "replication policies unavailable")
+                }
             }
             topic.replication.sample_rates();
         }

@@ -114,6 +114,13 @@ pub struct SubCounters {
     pub bytes_out: AtomicU64,
     /// Connected consumers.
     pub consumers: AtomicUsize,
+    /// Delayed entries waiting for their delivery time (held in memory).
+    pub delayed: AtomicU64,
+    /// Entries expired by TTL or `expireMessages` (and age-based backlog eviction).
+    pub expired: AtomicU64,
+    /// Set by the lifecycle when the delayed delivery policy is off: delayed messages are
+    /// then delivered at once.
+    pub delayed_delivery_off: std::sync::atomic::AtomicBool,
 }
 
 /// Per-consumer stats.
