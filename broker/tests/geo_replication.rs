@@ -1,6 +1,7 @@
 //! Geo-replication between two in-process brokers (clusters `a` and `b`): messages produced
 //! in `a` reach `b` once, in order, marked `replicated_from = a`, never looping back, and a
-//! restart of `a`'s broker resumes replication from its durable cursor without duplicates.
+//! restart of `a`'s broker resumes replication from its durable cursor without duplicates
+//! (ledgers roll over every 37 entries, so reads cross ledgers).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ impl Cluster {
         let url = format!("pulsar://{}", pl.local_addr().expect("addr"));
         let config = BrokerConfig {
             cluster_name: name.to_string(),
+            // Small ledgers: replication reads across rollovers.
+            max_entries_per_ledger: 37,
             ..BrokerConfig::default()
         };
         let shutdown = CancellationToken::new();
@@ -182,6 +185,36 @@ async fn messages_replicate_once_in_order_and_survive_source_restart() -> Result
     let more = receive(&on_b, 100, Duration::from_millis(800)).await?;
     assert_eq!(payloads(&more), expected(200..300));
     a.stop().await;
+    b.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_namespace_drops_resent_sequence_ids() -> Result<()> {
+    let b = Cluster::start("b", MemStore::new(), MemLedgers::new()).await;
+    b.configure("a", "pulsar://127.0.0.1:1").await;
+    let (client, on_b) = subscribe(&b.url, "s").await?;
+    // What a replicator does after a reconnect: the same name and sequence ids again.
+    let producer = client
+        .producer()
+        .topic(TOPIC)
+        .name("a.repl.test")
+        .create()
+        .await?;
+    for seq in [1u64, 2, 2, 1, 3] {
+        let md = magnetar_client::wire::proto::MessageMetadata {
+            sequence_id: seq,
+            publish_time: 1,
+            replicated_from: Some("a".into()),
+            ..Default::default()
+        };
+        producer
+            .send_raw(md, Bytes::from(format!("m-{seq}")))
+            .await?
+            .await?;
+    }
+    let got = receive(&on_b, 3, Duration::from_millis(800)).await?;
+    assert_eq!(payloads(&got), vec!["m-1", "m-2", "m-3"]);
     b.stop().await;
     Ok(())
 }

@@ -55,7 +55,11 @@ async fn run_restart(graceful: bool) -> anyhow::Result<()> {
     let mut c = Client::connect(b.pulsar, 20).await?;
     assert_eq!(producer(&mut c, topic, "p").await?, 4);
     for seq in 2..5 {
-        assert_eq!(publish(&mut c, seq).await?, u64::MAX, "seq {seq} is a duplicate");
+        assert_eq!(
+            publish(&mut c, seq).await?,
+            u64::MAX,
+            "seq {seq} is a duplicate"
+        );
     }
     assert_ne!(publish(&mut c, 5).await?, u64::MAX);
     c.subscribe(topic, "s", 1, 2).await?;

@@ -197,3 +197,34 @@ async fn admin_health_and_partitions() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn idle_client_is_pinged_and_dropped_when_silent() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let config = magnetar_broker::BrokerConfig {
+        keep_alive_secs: 1,
+        ..magnetar_broker::BrokerConfig::default()
+    };
+    let b = common::start_broker_with(
+        config,
+        magnetar_metadata::MemStore::new(),
+        magnetar_bookie::mem::MemLedgers::new(),
+    )
+    .await;
+    let mut c = Client::connect(b.pulsar, 20).await?;
+    // Read raw frames (Client::next_frame would answer the PING).
+    let f = tokio::time::timeout(Duration::from_secs(5), c.framed.next())
+        .await?
+        .expect("frame")?
+        .expect("not corrupt");
+    assert_eq!(commands::command_type(&f.command), Some(Type::Ping));
+    // Never answering: the broker closes the connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, c.framed.next()).await? {
+            None | Some(Err(_)) => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+    Ok(())
+}

@@ -118,7 +118,9 @@ def test_messages_from_each_cluster_arrive_once_in_order_on_both(clusters):
             "b": cb.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest),
         }
         for name, c in (("a", ca), ("b", cb)):
-            p = c.create_producer(topic, block_if_queue_full=True, batching_enabled=False)
+            # b's producer batches: batch entries replicate as they are.
+            p = c.create_producer(topic, block_if_queue_full=True,
+                                  batching_enabled=(name == "b"), batching_max_messages=50)
             for i in range(N):
                 p.send_async(f"{name}-{i}".encode(), lambda res, mid: None, partition_key=f"k{i % 7}",
                              properties={"origin": name, "i": str(i)}, event_timestamp=1000 + i)
@@ -218,8 +220,12 @@ def test_remote_killed_while_replicating_stores_each_message_once(clusters):
         sent = [f"a-{i}".encode() for i in range(N)]
         for m in sent[:700]:
             p.send_async(m, lambda res, mid: None)
+        # Kill b as soon as replication is under way, likely with sends in flight: they are
+        # resent after the restart and b's deduplication drops what it had stored.
+        wait_for(lambda: (_replication(a, topic, "b") or {}).get("msgOutCounter", 0) > 0,
+                 timeout_s=30, what="replication under way")
+        b.kill9()
         p.flush()
-        b.kill9()  # likely with replicated sends in flight: they are resent after restart
         b.start()
         for m in sent[700:]:
             p.send_async(m, lambda res, mid: None)

@@ -34,6 +34,21 @@ async fn namespaces_are_listed_and_non_empty_ones_cannot_be_deleted() {
     assert_eq!(r.status, 412, "{}", r.body);
     assert!(!r.reason().is_empty());
     assert_eq!(a.delete(topic).await.status, 204);
+    assert_eq!(a.put(&format!("{topic}/partitions"), "2").await.status, 204);
+    assert_eq!(
+        a.put("/admin/v2/persistent/public/pol/t2", "").await.status,
+        204
+    );
+    assert_eq!(a.delete(NS).await.status, 412);
+    assert_eq!(
+        a.call("DELETE", &format!("{NS}?force=true"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(a.get(NS).await.status, 404);
+    assert_eq!(a.put(NS, "").await.status, 204);
+    assert_eq!(a.get(&format!("{NS}/topics")).await.body, json!([]));
     assert_eq!(a.delete(NS).await.status, 204);
     assert_eq!(a.get(NS).await.status, 404);
     assert_eq!(a.delete(NS).await.status, 404);

@@ -1,8 +1,8 @@
 //! `magnetar-client` end to end against `magnetar standalone`: batching with every codec,
-//! each subscription type, ack / nack / ack-timeout redelivery, dead-letter routing, seek,
-//! readers' `has_message_available`, key routing on partitioned topics (same key, same
-//! partition), and a producer that rides out a kill -9 and restart of the server with
-//! every acknowledged message present afterwards.
+//! each subscription type, ack / nack / ack-timeout redelivery, dead-letter routing, seek
+//! (by id and by time), readers' start position and `has_message_available`, key routing on
+//! partitioned topics (same key, same partition), and a producer that rides out a kill -9
+//! and restart of the server with every acknowledged message present afterwards.
 //!
 //! `cargo build -p magnetar-tools --bin magnetar && cargo test -p magnetar-tests --test client_e2e`
 
@@ -45,7 +45,7 @@ async fn try_consumer(
 
 fn msg(i: usize) -> ProducerMessage {
     ProducerMessage::new(format!("m-{i}").into_bytes())
-        .with_key(format!("k{}", i % 5))
+        .with_key(format!("k{}", i % 16))
         .with_property("i", i.to_string())
 }
 
@@ -96,7 +96,7 @@ async fn batches_with_every_codec_keep_order_keys_and_properties() {
         for i in 0..200 {
             let m = recv(&cons).await;
             assert_eq!(text(&m), format!("m-{i}"), "{codec:?}");
-            assert_eq!(m.key.as_deref(), Some(format!("k{}", i % 5).as_str()));
+            assert_eq!(m.key.as_deref(), Some(format!("k{}", i % 16).as_str()));
             assert_eq!(m.properties.get("i"), Some(&i.to_string()));
             batched += usize::from(m.id.is_batch());
             cons.ack(&m).expect("ack");
@@ -267,7 +267,7 @@ async fn messages_nacked_too_often_go_to_the_dead_letter_topic() {
     );
     let dead = recv(&dlq).await;
     assert_eq!(text(&dead), "m-7");
-    assert_eq!(dead.key.as_deref(), Some("k2"));
+    assert_eq!(dead.key.as_deref(), Some("k7"));
     assert_eq!(dead.properties.get("i").map(String::as_str), Some("7"));
 }
 
@@ -329,13 +329,13 @@ async fn keyed_messages_stick_to_one_partition() {
     for i in 0..40 {
         let id = p.send_and_wait(msg(i)).await.expect("send");
         sent_to
-            .entry(format!("k{}", i % 5))
+            .entry(format!("k{}", i % 16))
             .or_default()
             .insert(id.partition);
     }
     assert!(sent_to.values().all(|p| p.len() == 1), "{sent_to:?}");
     let used: BTreeSet<i32> = sent_to.values().flatten().copied().collect();
-    assert!(used.len() > 1, "five keys all hashed to {used:?}");
+    assert!(used.len() > 1, "sixteen keys all hashed to {used:?}");
 
     let cons = consumer(&c, &t, "s", SubType::Shared).await;
     let mut got: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
@@ -456,4 +456,53 @@ async fn acknowledged_messages_survive_kill9_while_producing() {
         acked.len(),
         &missing[..missing.len().min(20)]
     );
+}
+
+#[tokio::test]
+async fn seek_by_time_and_readers_from_a_message_id_start_after_it() {
+    let (_s, c) = setup().await;
+    let t = unique_topic("seek-time");
+    let p = c.producer().topic(&t).create().await.expect("producer");
+    let mut empty = c
+        .reader()
+        .topic(&t)
+        .start_message_id(MessageId::EARLIEST)
+        .create()
+        .await
+        .expect("reader");
+    assert!(!empty.has_message_available().await.expect("has_message"));
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(p.send_and_wait(msg(i)).await.expect("send"));
+    }
+    let cons = consumer(&c, &t, "s", SubType::Exclusive).await;
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let m = recv(&cons).await;
+        times.push(m.publish_time);
+        cons.ack(&m).expect("ack");
+    }
+    // Rewind to the publish time of m-3: everything published at or after it comes back.
+    cons.seek_time(times[3]).await.expect("seek by time");
+    let m = recv(&cons).await;
+    let first: usize = text(&m)[2..].parse().expect("index");
+    assert!(
+        first <= 3 && times[first] >= times[3],
+        "seek by time resumed at m-{first}"
+    );
+
+    // Like Pulsar's readers (start id exclusive), reading from id[2] yields m-3 first.
+    let mut r = c
+        .reader()
+        .topic(&t)
+        .start_message_id(ids[2])
+        .create()
+        .await
+        .expect("reader");
+    let m = r
+        .read_next_timeout(RECV)
+        .await
+        .expect("read")
+        .expect("message");
+    assert_eq!(text(&m), "m-3");
 }

@@ -7,6 +7,7 @@
 //! one that imports `pulsar`, the tests print a note and pass without checking anything.
 //! `cargo test -p magnetar-tests --test client_interop`
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -183,4 +184,69 @@ async fn python_batches_reach_rust_with_keys_properties_and_codecs() {
         }
         assert!(batched > 0, "{codec}: Python sent no batches");
     }
+}
+
+const PY_KEYED_PARTITIONS: &str = r#"
+import sys, pulsar
+url, topic = sys.argv[1], sys.argv[2]
+c = pulsar.Client(url, operation_timeout_seconds=15,
+                  logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+p = c.create_producer(topic, batching_enabled=False)
+for i in range(32):
+    mid = p.send(f"py-{i}".encode(), partition_key=f"key-{i % 16}")
+    print(f"PART key-{i % 16} {mid.partition()}", flush=True)
+c.close()
+"#;
+
+/// Which partition a key lands on is each client's choice (defaults differ across official
+/// clients: Java hashes with `String.hashCode`, the C++/Python client with Boost's hash), so
+/// this checks what must hold: Python keeps a key on one partition, and the Rust consumer
+/// sees every message on the partition Python was told, with its key.
+#[tokio::test]
+async fn python_keyed_messages_on_a_partitioned_topic_reach_rust_on_their_partition() {
+    let Some(py) = python() else { return };
+    let s = Standalone::start(StandaloneOpts::in_process()).await;
+    let t = unique_topic("interop-parts");
+    s.create_partitioned_topic(&t, 4).await;
+    let c = PulsarClient::new(s.service_url()).expect("client");
+    let cons = c
+        .consumer()
+        .topic(&t)
+        .subscription("rs")
+        .sub_type(SubType::Shared)
+        .initial_position(InitialPosition::Earliest)
+        .subscribe()
+        .await
+        .expect("subscribe");
+    let out = run_py(&py, PY_KEYED_PARTITIONS, &[&s.service_url(), &t]).await;
+    let mut py_parts: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for l in out.lines().filter_map(|l| l.strip_prefix("PART ")) {
+        let (k, p) = l.split_once(' ').expect("key partition");
+        py_parts
+            .entry(k.to_string())
+            .or_default()
+            .insert(p.parse().expect("partition number"));
+    }
+    assert_eq!(py_parts.len(), 16, "{out}");
+    assert!(py_parts.values().all(|p| p.len() == 1), "{py_parts:?}");
+
+    let mut rs_parts: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for _ in 0..32 {
+        let m = cons
+            .receive_timeout(Duration::from_secs(10))
+            .await
+            .expect("receive")
+            .expect("message in time");
+        assert!(
+            m.topic.ends_with(&format!("-partition-{}", m.id.partition)),
+            "{}",
+            m.topic
+        );
+        rs_parts
+            .entry(m.key.clone().expect("key"))
+            .or_default()
+            .insert(m.id.partition);
+        cons.ack(&m).expect("ack");
+    }
+    assert_eq!(rs_parts, py_parts);
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use magnetar_tests::{unique_topic, Standalone, StandaloneOpts};
 use pulsar::compression::{Compression, CompressionLz4, CompressionZstd};
-use pulsar::consumer::{InitialPosition, Message};
+use pulsar::consumer::{DeadLetterPolicy, InitialPosition, Message};
 use pulsar::producer::Message as OutMessage;
 use pulsar::routing_policy::RoutingPolicy;
 use pulsar::{
@@ -68,7 +68,7 @@ async fn consumer(c: &Client, topic: &str, sub: &str, ty: SubType) -> Result<Con
 fn msg(i: usize) -> OutMessage {
     OutMessage {
         payload: format!("m-{i}").into_bytes(),
-        partition_key: Some(format!("k{}", i % 4)),
+        partition_key: Some(format!("k{}", i % 16)),
         properties: HashMap::from([("i".to_string(), i.to_string())]),
         ..Default::default()
     }
@@ -131,7 +131,7 @@ async fn round_trip_keeps_payload_key_and_properties() {
     for i in 0..10 {
         let m = recv(&mut cons).await.expect("message");
         assert_eq!(text(&m), format!("m-{i}"));
-        assert_eq!(m.key(), Some(format!("k{}", i % 4)));
+        assert_eq!(m.key(), Some(format!("k{}", i % 16)));
         assert_eq!(prop(&m, "i"), Some(i.to_string()));
         cons.ack(&m).await.expect("ack");
     }
@@ -253,7 +253,7 @@ async fn batches_with_lz4_and_zstd_arrive_whole_and_in_order() {
             let m = recv(&mut cons).await.expect("message");
             assert_eq!(text(&m), format!("m-{i}"), "{name}");
             assert_eq!(prop(&m, "i"), Some(i.to_string()), "{name}");
-            assert_eq!(m.key(), Some(format!("k{}", i % 4)), "{name}");
+            assert_eq!(m.key(), Some(format!("k{}", i % 16)), "{name}");
             cons.ack(&m).await.expect("ack");
         }
     }
@@ -348,7 +348,10 @@ async fn reader_reads_from_earliest_and_consumer_seek_rewinds() {
         ids.push(m.message_id().clone());
     }
 
-    let mut cons = consumer(&c, &t, "s", SubType::Exclusive)
+    // Shared, not Exclusive: like Pulsar, the broker disconnects the subscription's
+    // consumers on seek; pulsar-rs then both reconnects the old consumer and creates a new
+    // one, which an Exclusive subscription would refuse (ConsumerBusy) depending on timing.
+    let mut cons = consumer(&c, &t, "s", SubType::Shared)
         .await
         .expect("subscribe");
     for _ in 0..8 {
@@ -358,8 +361,14 @@ async fn reader_reads_from_earliest_and_consumer_seek_rewinds() {
     cons.seek(None, Some(ids[3].clone()), None, c.clone())
         .await
         .expect("seek");
-    let m = recv(&mut cons).await.expect("message after seek");
-    assert_eq!(text(&m), "m-3");
+    let mut again = BTreeSet::new();
+    while again.len() < 5 {
+        let m = recv(&mut cons).await.expect("message after seek");
+        cons.ack(&m).await.expect("ack");
+        again.insert(text(&m));
+    }
+    let want: BTreeSet<String> = (3..8).map(|i| format!("m-{i}")).collect();
+    assert_eq!(again, want);
 }
 
 #[tokio::test]
@@ -399,4 +408,47 @@ async fn partitioned_topic_routes_keys_consistently_and_delivers_all() {
     for (k, parts) in &by_key {
         assert_eq!(parts.len(), 1, "key {k} spread over {parts:?}");
     }
+}
+
+#[tokio::test]
+async fn nack_redelivers_then_dead_letters_and_last_message_id_is_reported() {
+    let (_s, c) = setup().await;
+    let t = unique_topic("rs-nack");
+    let dlq_topic = format!("{t}-DLQ");
+    let mut dlq = consumer(&c, &dlq_topic, "d", SubType::Exclusive)
+        .await
+        .expect("dlq subscribe");
+    let mut cons: Cons = c
+        .consumer()
+        .with_topic(&t)
+        .with_subscription("s")
+        .with_subscription_type(SubType::Shared)
+        .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+        .with_dead_letter_policy(DeadLetterPolicy {
+            // pulsar-rs dead-letters a message delivered with redelivery_count >= this
+            // instead of handing it to the application: deliveries 0 and 1 arrive.
+            max_redeliver_count: 2,
+            dead_letter_topic: dlq_topic.clone(),
+        })
+        .build()
+        .await
+        .expect("subscribe");
+    let mut p = producer(&c, &t, ProducerOptions::default()).await;
+    send_all(&mut p, 0..1).await;
+    let first = recv(&mut cons).await.expect("message");
+    assert_eq!(text(&first), "m-0");
+    cons.nack(&first).await.expect("nack");
+    let again = recv(&mut cons).await.expect("redelivery after nack");
+    assert_eq!(text(&again), "m-0");
+    assert_eq!(again.message_id(), first.message_id());
+    cons.nack(&again).await.expect("nack again");
+    let dead = recv(&mut dlq)
+        .await
+        .expect("message in the dead-letter topic");
+    assert_eq!(text(&dead), "m-0");
+
+    let last = cons.get_last_message_id().await.expect("last message id");
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].entry_id, first.message_id().entry_id);
+    assert_eq!(last[0].ledger_id, first.message_id().ledger_id);
 }

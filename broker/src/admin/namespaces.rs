@@ -321,12 +321,33 @@ async fn remove_backlog_quota(
     .await
 }
 
-async fn delete_namespace(State(b): S, Path((t, ns)): NsPath) -> AdminResult<StatusCode> {
+/// `?force=true`: every topic of the namespace goes first (clients are disconnected).
+async fn delete_all_topics(b: &Broker, t: &str, ns: &str) -> AdminResult<()> {
+    for topic in b.list_topics(t, ns).await.map_err(be)? {
+        let name = crate::names::TopicName::parse(&topic).map_err(be)?;
+        super::topic_ops::remove_topic(b, &name, true).await?;
+    }
+    let prefix = format!("/partitioned-topics/{t}/{ns}/");
+    for (k, _) in list_all(b.metadata.as_ref(), &prefix).await.map_err(md)? {
+        b.metadata.delete(&k, Expect::Any).await.map_err(md)?;
+    }
+    Ok(())
+}
+
+async fn delete_namespace(
+    State(b): S,
+    Path((t, ns)): NsPath,
+    Query(q): Query<HashMap<String, String>>,
+) -> AdminResult<StatusCode> {
     require_namespace(&b, &t, &ns).await?;
+    let force = q.get("force").is_some_and(|v| v == "true");
     if any_under(&b, &format!("/topics/{t}/{ns}/")).await?
         || any_under(&b, &format!("/partitioned-topics/{t}/{ns}/")).await?
     {
-        return Err(precondition("Cannot delete non empty namespace"));
+        if !force {
+            return Err(precondition("Cannot delete non empty namespace"));
+        }
+        delete_all_topics(&b, &t, &ns).await?;
     }
     let policies_prefix = format!("/topic-policies/{t}/{ns}/");
     for (k, _) in list_all(b.metadata.as_ref(), &policies_prefix)

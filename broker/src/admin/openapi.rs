@@ -211,6 +211,15 @@ fn operations() -> Vec<(&'static str, String, &'static str)> {
             "List bookies with their state",
         ),
         ("get", "/admin/v2/openapi.json".into(), "This description"),
+        (
+            "get",
+            "/admin/v2/brokers/{cluster}".into(),
+            "List active brokers",
+        ),
+        ("get", format!("{NS}/bundles"), "Get a namespace's bundles"),
+        ("put", format!("{NS}/{{bundle}}/unload"), "Unload a bundle"),
+        ("put", format!("{NS}/{{bundle}}/split"), "Split a bundle"),
+        ("get", "/metrics".into(), "Prometheus metrics"),
     ];
     for p in [
         "retention",

@@ -1,5 +1,5 @@
 //! Subscription administration: list, create at a position, delete, skip, clear backlog,
-//! reset cursor (by time or message id), expire messages and peek.
+//! reset cursor (by time or message id), expire messages (peek is in `peek.rs`).
 //!
 //! Every cursor move goes through the subscription's own task (`seek`), which also
 //! disconnects its consumers so they resume from the new position, as in Pulsar.

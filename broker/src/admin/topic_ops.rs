@@ -92,7 +92,7 @@ async fn create(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<Sta
 
 /// Closes a loaded topic (refusing while clients are attached unless `force`) and removes
 /// its metadata: topic marker, ledger list, cursors.
-async fn remove_topic(b: &Broker, name: &TopicName, force: bool) -> AdminResult<()> {
+pub(super) async fn remove_topic(b: &Broker, name: &TopicName, force: bool) -> AdminResult<()> {
     if let Some(topic) = b.loaded_topic(name) {
         let busy = !topic.producers().is_empty()
             || topic.subscriptions().iter().any(|s| {

@@ -154,6 +154,7 @@ impl Conn {
         let mut ticker = tokio::time::interval(ka);
         ticker.tick().await;
         let mut last_inbound = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
         let shutdown = self.broker.shutdown.clone();
         loop {
             tokio::select! {
@@ -183,13 +184,20 @@ impl Conn {
                     self.outq.push(receipt);
                 }
                 _ = ticker.tick() => {
+                    // PING after `ka` of silence; close if the PING stays unanswered
+                    // (no frame at all) for another `ka`.
                     let idle = last_inbound.elapsed();
-                    if idle > ka * 2 {
-                        info!(peer = %self.peer, "client did not answer pings; closing");
-                        return;
-                    }
-                    if idle >= ka {
-                        self.outq.push(commands::ping().into());
+                    match ping_sent {
+                        Some(at) if at > last_inbound && at.elapsed() >= ka => {
+                            info!(peer = %self.peer, "client did not answer ping; closing");
+                            return;
+                        }
+                        Some(at) if at > last_inbound => {}
+                        _ if idle >= ka => {
+                            self.outq.push(commands::ping().into());
+                            ping_sent = Some(Instant::now());
+                        }
+                        _ => {}
                     }
                 }
                 _ = shutdown.cancelled() => {

@@ -4,9 +4,9 @@
 //!
 //! Durability: a [`DedupSnapshot`] is stored with the managed ledger (a property) and names
 //! the last log position it covers; on open the log tail after it is replayed through
-//! [`DedupState::observe`], so the state survives restarts and owner changes. A snapshot is
-//! only taken while no store is outstanding, so every entry at or before its position is
-//! reflected in it.
+//! [`DedupState::observe`], so the state survives restarts and owner changes. A snapshot's
+//! position is the last position reached while no store was outstanding, so every entry at
+//! or before it is reflected; its sequences may be newer (replaying them is harmless: max).
 
 use std::collections::HashMap;
 
@@ -41,6 +41,8 @@ pub struct DedupState {
     pushed: HashMap<String, i64>,
     persisted: HashMap<String, i64>,
     last_position: Option<Position>,
+    /// Every entry at or before this is reflected in `persisted`.
+    safe_position: Option<Position>,
     outstanding: u64,
     dirty: bool,
 }
@@ -52,6 +54,7 @@ impl DedupState {
             pushed: s.sequences.clone(),
             persisted: s.sequences,
             last_position: s.position.map(|(l, e)| Position::new(l, e)),
+            safe_position: s.position.map(|(l, e)| Position::new(l, e)),
             outstanding: 0,
             dirty: false,
         }
@@ -76,6 +79,12 @@ impl DedupState {
         self.observe(producer, highest as i64, pos);
     }
 
+    fn settle(&mut self) {
+        if self.outstanding == 0 {
+            self.safe_position = self.last_position;
+        }
+    }
+
     /// An accepted send failed: the producer may send the same sequence id again.
     pub fn failed(&mut self, producer: &str) {
         self.outstanding = self.outstanding.saturating_sub(1);
@@ -83,6 +92,7 @@ impl DedupState {
             Some(p) => self.pushed.insert(producer.to_string(), *p),
             None => self.pushed.remove(producer),
         };
+        self.settle();
     }
 
     /// Records an entry found in the log (recovery) or just stored.
@@ -93,6 +103,7 @@ impl DedupState {
         }
         self.last_position = self.last_position.max(Some(pos));
         self.dirty = true;
+        self.settle();
     }
 
     /// Highest persisted sequence id of `producer` (-1 if none): PRODUCER_SUCCESS's
@@ -101,14 +112,15 @@ impl DedupState {
         self.persisted.get(producer).copied().unwrap_or(-1)
     }
 
-    /// A snapshot to persist, if anything changed and no store is outstanding.
+    /// A snapshot to persist, if anything changed since the last one.
     pub fn take_snapshot(&mut self) -> Option<DedupSnapshot> {
-        if !self.dirty || self.outstanding > 0 {
+        if !self.dirty {
             return None;
         }
-        self.dirty = false;
+        // Stay dirty until a snapshot covers everything seen.
+        self.dirty = self.safe_position != self.last_position;
         Some(DedupSnapshot {
-            position: self.last_position.map(|p| (p.ledger, p.entry)),
+            position: self.safe_position.map(|p| (p.ledger, p.entry)),
             sequences: self.persisted.clone(),
         })
     }
@@ -174,21 +186,29 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_waits_for_outstanding_stores_and_round_trips() {
+    fn snapshot_position_only_covers_settled_stores_and_round_trips() {
         let mut d = DedupState::default();
         d.check("a", 0, 0);
-        d.check("a", 1, 1);
         d.stored("a", 0, p(0));
-        assert!(d.take_snapshot().is_none(), "one store still outstanding");
+        d.check("a", 1, 1);
+        d.check("a", 2, 2);
         d.stored("a", 1, p(1));
+        let early = d.take_snapshot().expect("dirty");
+        assert_eq!(
+            early.position,
+            Some((1, 0)),
+            "only p(0) settled with nothing in flight"
+        );
+        assert_eq!(early.sequences["a"], 1, "newer sequences may be included");
+        d.stored("a", 2, p(2));
         let s = d.take_snapshot().expect("quiescent and dirty");
-        assert_eq!(s.position, Some((1, 1)));
+        assert_eq!(s.position, Some((1, 2)));
         assert!(d.take_snapshot().is_none(), "nothing changed since");
         let json = serde_json::to_string(&s).expect("encode");
         let back: DedupSnapshot = serde_json::from_str(&json).expect("decode");
         let mut r = DedupState::from_snapshot(back);
-        assert_eq!(r.last_sequence("a"), 1);
-        assert_eq!(r.check("a", 1, 1), DedupDecision::Duplicate);
+        assert_eq!(r.last_sequence("a"), 2);
+        assert_eq!(r.check("a", 2, 2), DedupDecision::Duplicate);
         // Replaying the tail after the snapshot is idempotent (max semantics).
         r.observe("a", 1, p(1));
         r.observe("b", 7, p(2));

@@ -30,7 +30,7 @@ use crate::topic::Topic;
 /// Entries read per step when replaying the log tail or walking a backlog.
 const READ_BATCH: usize = 500;
 /// Most entries replayed to rebuild deduplication state on open.
-const REPLAY_LIMIT: usize = 5_000_000;
+const REPLAY_LIMIT: usize = 1_000_000;
 
 /// Starts the lifecycle loop of a broker.
 pub fn start(broker: Arc<Broker>, tracker: &TaskTracker) {

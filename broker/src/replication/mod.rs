@@ -33,7 +33,6 @@ pub use replicator::ReplicatorStats;
 
 use crate::broker::Broker;
 use crate::error::Result;
-use crate::names::TopicName;
 use crate::policies::namespace_policies;
 use crate::topic::Topic;
 
@@ -91,7 +90,7 @@ impl TopicReplication {
                     "msgOutCounter": s.msg_out.load(Ordering::Relaxed),
                     "bytesOutCounter": s.bytes_out.load(Ordering::Relaxed),
                     "connected": s.connected.load(Ordering::Relaxed),
-                    "replicationDelayInSeconds": 0,
+                    "replicationDelayInSeconds": s.delay_secs.load(Ordering::Relaxed),
                 }),
             );
         }
@@ -165,19 +164,31 @@ impl TopicReplication {
     }
 }
 
-/// The remote clusters a topic is replicated to: its namespace's `replication_clusters`
-/// without the local cluster, and only if the local cluster is one of them.
-pub async fn remotes_of(broker: &Broker, name: &TopicName) -> Result<BTreeSet<String>> {
-    let base = name.base();
-    let Some(p) =
-        namespace_policies(broker.metadata.as_ref(), &base.tenant, &base.namespace).await?
-    else {
+/// The remote clusters topics of `tenant/ns` are replicated to: the namespace's
+/// `replication_clusters` without the local cluster (only if the local cluster is one of
+/// them), limited to the tenant's `allowedClusters` when it lists any.
+pub async fn remotes_of(broker: &Broker, tenant: &str, ns: &str) -> Result<BTreeSet<String>> {
+    let md = broker.metadata.as_ref();
+    let Some(p) = namespace_policies(md, tenant, ns).await? else {
         return Ok(BTreeSet::new());
     };
-    Ok(remotes_from(
-        &p.replication_clusters,
-        &broker.config.cluster_name,
-    ))
+    let mut remotes = remotes_from(&p.replication_clusters, &broker.config.cluster_name);
+    if remotes.is_empty() {
+        return Ok(remotes);
+    }
+    if let Some(v) = md.get(&format!("/tenants/{tenant}")).await? {
+        let info: serde_json::Value = serde_json::from_slice(&v.value).unwrap_or_default();
+        if let Some(allowed) = info["allowedClusters"].as_array().filter(|a| !a.is_empty()) {
+            remotes.retain(|r| {
+                let ok = allowed.iter().any(|c| c.as_str() == Some(r.as_str()));
+                if !ok {
+                    debug!(tenant, %r, "replication cluster not allowed for the tenant");
+                }
+                ok
+            });
+        }
+    }
+    Ok(remotes)
 }
 
 /// Remote clusters from a replication list (empty unless `local` is in it).
@@ -211,12 +222,23 @@ async fn run(broker: Arc<Broker>) {
             _ = tick.tick() => {}
             _ = broker.shutdown.cancelled() => break,
         }
+        // Policies are read once per namespace per round.
+        let mut by_ns: HashMap<(String, String), Option<BTreeSet<String>>> = HashMap::new();
         for topic in broker.loaded_topics() {
-            match remotes_of(&broker, &topic.name).await {
-                Ok(wanted) => topic.replication.reconcile(&broker, &topic, &wanted),
-                Err(e) => {
-                    debug!(topic = %topic.name, error = %e, "replication policies unavailable")
-                }
+            let base = topic.name.base();
+            let key = (base.tenant.clone(), base.namespace.clone());
+            if !by_ns.contains_key(&key) {
+                let r = match remotes_of(&broker, &key.0, &key.1).await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        debug!(topic = %topic.name, error = %e, "replication policies unavailable");
+                        None
+                    }
+                };
+                by_ns.insert(key.clone(), r);
+            }
+            if let Some(wanted) = &by_ns[&key] {
+                topic.replication.reconcile(&broker, &topic, wanted);
             }
             topic.replication.sample_rates();
         }

@@ -47,6 +47,8 @@ pub struct ReplicatorStats {
     pub bytes_out: AtomicU64,
     /// Messages per second, as `f64` bits (sampled by the replication loop).
     pub rate_bits: AtomicU64,
+    /// Age of the oldest message sent and not yet acknowledged by the remote (seconds).
+    pub delay_secs: AtomicU64,
 }
 
 /// What a replicator needs.
@@ -190,6 +192,8 @@ struct InFlight {
     messages: u64,
     bytes: u64,
     sent: Instant,
+    /// Publish time of the message (ms since the epoch; 0 if skipped).
+    publish_time: u64,
 }
 
 /// Sends entries from `from` on, acknowledging the cursor as receipts arrive. Returns
@@ -204,18 +208,31 @@ async fn pump(
     let log = ctx.topic.log.clone();
     let mut lac = log.watch_lac();
     let mut next = from;
+    let mut last_read: Option<Position> = None;
+    let mut starved = false;
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         if ctx.stop.is_cancelled() {
             return Ok(());
         }
-        let available = log.last_confirmed().is_some_and(|l| next <= l);
+        let available = log.last_confirmed().is_some_and(|l| next <= l) && !starved;
         if available && inflight.len() < MAX_IN_FLIGHT {
             let want = READ_BATCH.min(MAX_IN_FLIGHT - inflight.len());
             let entries = log.read(next, want).await?;
-            if let Some((last, _)) = entries.last() {
-                next = log.next_position(*last);
+            match entries.last() {
+                Some((last, _)) => {
+                    next = log.next_position(*last);
+                    last_read = Some(*last);
+                }
+                None => {
+                    // Nothing where the log said entries are (a ledger rolled over since
+                    // `next` was computed): recompute, and wait a tick rather than spin.
+                    if let Some(p) = last_read.or(*acked) {
+                        next = log.next_position(p);
+                    }
+                    starved = true;
+                }
             }
             for (pos, raw) in entries {
                 inflight.push_back(send_entry(ctx, producer, pos, raw).await?);
@@ -223,6 +240,7 @@ async fn pump(
             settle(ctx, cursor, &mut inflight, acked, false).await?;
             continue;
         }
+        starved = false;
         let front = async {
             match inflight.front_mut().and_then(|f| f.send.as_mut()) {
                 Some(f) => f.await.map(|_| ()),
@@ -242,6 +260,8 @@ async fn pump(
             _ = tick.tick() => {
                 let stalled = inflight.front().is_some_and(|f| f.send.is_some() && f.sent.elapsed() > STALL);
                 ctx.stats.connected.store(!stalled, Ordering::Relaxed);
+                let oldest = inflight.iter().find(|f| f.send.is_some()).map_or(0, |f| f.publish_time);
+                ctx.stats.delay_secs.store(age_secs(oldest), Ordering::Relaxed);
                 settle(ctx, cursor, &mut inflight, acked, false).await?;
                 update_backlog(ctx, cursor);
             }
@@ -262,6 +282,7 @@ async fn send_entry(
         messages: 0,
         bytes: raw.len() as u64,
         sent: Instant::now(),
+        publish_time: 0,
     };
     let Some((mut md, body)) = split_entry(&raw) else {
         warn!(topic = %ctx.topic.name, %pos, "entry without readable metadata; not replicated");
@@ -271,6 +292,7 @@ async fn send_entry(
         return Ok(f);
     }
     f.messages = md.num_messages_in_batch.map_or(1, |n| n.max(1) as u64);
+    f.publish_time = md.publish_time;
     md.replicated_from = Some(ctx.local.clone());
     md.sequence_id = sequence_id(pos);
     f.send = Some(producer.send_raw(md, body).await.map_err(client_err)?);
@@ -317,4 +339,15 @@ async fn settle(
         update_backlog(ctx, cursor);
     }
     Ok(())
+}
+
+/// Seconds since `publish_ms` (0 for 0 or a time in the future).
+fn age_secs(publish_ms: u64) -> u64 {
+    if publish_ms == 0 {
+        return 0;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now.saturating_sub(publish_ms) / 1000
 }

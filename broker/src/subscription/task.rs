@@ -309,6 +309,7 @@ impl SubTask {
         self.read_pos = pos;
         self.acks.reset(self.cursor.mark_delete());
         self.delayed.clear();
+        self.count_delayed();
         self.dispatcher.reset();
         // As Pulsar does: consumers are disconnected and reconnect with fresh permits.
         let keys: Vec<ConsumerKey> = self.sinks.keys().copied().collect();
@@ -433,6 +434,7 @@ impl SubTask {
             });
             data.insert(pos, bytes);
         }
+        self.count_delayed();
         let deliveries = self.dispatcher.dispatch(&infos);
         for d in deliveries {
             if let Some(bytes) = data.get(&d.pos) {
@@ -446,7 +448,13 @@ impl SubTask {
         matches!(
             self.dispatcher.sub_type(),
             SubType::Shared | SubType::KeyShared
-        )
+        ) && !self.counters.delayed_delivery_off.load(Ordering::Relaxed)
+    }
+
+    fn count_delayed(&self) {
+        self.counters
+            .delayed
+            .store(self.delayed.len() as u64, Ordering::Relaxed);
     }
 
     /// Moves delayed entries that are due to the redelivery queue.
@@ -461,6 +469,7 @@ impl SubTask {
                 self.dispatcher.add_replay(pos, slot);
             }
         }
+        self.count_delayed();
     }
 
     /// Holds off the next read for a moment (after a failed or empty read).

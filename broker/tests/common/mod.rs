@@ -42,15 +42,24 @@ pub async fn start_broker_on(
     metadata: std::sync::Arc<MemStore>,
     ledgers: std::sync::Arc<MemLedgers>,
 ) -> TestBroker {
+    let config = BrokerConfig {
+        handshake_timeout_secs: 2,
+        ..BrokerConfig::default()
+    };
+    start_broker_with(config, metadata, ledgers).await
+}
+
+/// Starts a broker with `config` over the given stores.
+pub async fn start_broker_with(
+    config: BrokerConfig,
+    metadata: std::sync::Arc<MemStore>,
+    ledgers: std::sync::Arc<MemLedgers>,
+) -> TestBroker {
     let pl = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let hl = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let pulsar = pl.local_addr().expect("addr");
     let http = hl.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    let config = BrokerConfig {
-        handshake_timeout_secs: 2,
-        ..BrokerConfig::default()
-    };
     let sd = shutdown.clone();
     let task = tokio::spawn(async move {
         let res = magnetar_broker::service::run(config, pl, hl, metadata, ledgers, sd).await;

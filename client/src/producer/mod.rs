@@ -240,7 +240,7 @@ impl Producer {
             return 0;
         }
         if let Some(k) = &msg.key {
-            return hash::partition_for_key(k.as_bytes(), n as u32) as usize;
+            return hash::partition_for_key(k, n as u32) as usize;
         }
         match self.routing {
             RoutingMode::Single(p) => (p as usize) % n,

@@ -1,8 +1,10 @@
 //! Key hashing compatible with the Java client and broker.
 //!
 //! Pulsar hashes keys with MurmurHash3 x86 32-bit, seed 0, and masks the sign bit
-//! (`& Integer.MAX_VALUE`). Partition routing takes that value modulo the partition
-//! count; Key_Shared dispatch takes it modulo 65536 hash slots.
+//! (`& Integer.MAX_VALUE`) for Key_Shared dispatch (modulo 65536 hash slots). Partition
+//! routing of keyed messages uses the Java client's default scheme, `JavaStringHash`
+//! (`String.hashCode() & Integer.MAX_VALUE`, modulo the partition count), so a key lands on
+//! the same partition whether a Java or a Magnetar producer sends it.
 
 /// Number of Key_Shared hash slots.
 pub const KEY_SHARED_HASH_RANGE: u32 = 65536;
@@ -41,12 +43,12 @@ pub fn pulsar_hash(key: &[u8]) -> u32 {
     murmur3_32(key, 0) & 0x7fff_ffff
 }
 
-/// Partition for a keyed message under the Murmur3 hashing scheme.
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+/// Partition for a keyed message under the Java client's default `JavaStringHash` scheme.
+pub fn partition_for_key(key: &str, partitions: u32) -> u32 {
     if partitions == 0 {
         return 0;
     }
-    pulsar_hash(key) % partitions
+    java_string_hash(key) % partitions
 }
 
 /// Key_Shared hash slot (0..65536) of a sticky key.

@@ -49,8 +49,13 @@ pub enum NamespacesCmd {
         #[arg(short = 'c', long, value_delimiter = ',')]
         clusters: Vec<String>,
     },
-    /// Delete an empty namespace.
-    Delete(Ns),
+    /// Delete a namespace (with --force, its topics too).
+    Delete {
+        namespace: String,
+        /// Delete the namespace's topics first.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Show all policies of a namespace.
     Policies(Ns),
     /// List a namespace's topics.
@@ -284,10 +289,11 @@ pub async fn run(rest: &Rest, cmd: NamespacesCmd) -> anyhow::Result<()> {
                 .await
                 .map(|_| ())
         }
-        C::Delete(n) => rest
-            .call("DELETE", &url(&n.namespace, "")?, None)
-            .await
-            .map(|_| ()),
+        C::Delete { namespace, force } => {
+            let u = url(&namespace, "")?;
+            let u = if force { format!("{u}?force=true") } else { u };
+            rest.call("DELETE", &u, None).await.map(|_| ())
+        }
         C::Policies(n) => show(rest, &n.namespace, "policies").await,
         C::Topics(n) => show(rest, &n.namespace, "topics").await,
         C::Bundles(n) => show(rest, &n.namespace, "bundles").await,
