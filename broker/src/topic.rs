@@ -163,6 +163,11 @@ impl Topic {
         {
             crate::lifecycle::Admit::Store { tracked } => tracked,
             crate::lifecycle::Admit::Duplicate => return Published::Duplicate,
+            crate::lifecycle::Admit::InFlight => {
+                return Published::Stored(
+                    self.lifecycle.await_in_flight(producer_name, sequence_id),
+                )
+            }
             crate::lifecycle::Admit::Refuse(e) => {
                 return Published::Stored(async move { Err(e) }.boxed())
             }
@@ -256,6 +261,7 @@ impl Topic {
             cursor,
             self.max_read,
         );
+        self.lifecycle.configure_subscription(&handle);
         if self.terminated.load(Ordering::Relaxed) {
             handle.topic_terminated();
         }

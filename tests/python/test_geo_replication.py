@@ -174,7 +174,8 @@ def test_remote_outage_delays_but_neither_loses_nor_duplicates(clusters, how):
         sent = [f"a-{i}".encode() for i in range(N)]
         for m in sent[:300]:
             p.send(m)
-        wait_for(lambda: (_replication(a, topic, "b") or {}).get("replicationBacklog") == 0,
+        wait_for(lambda: (lambda x: x and x["msgOutCounter"] == 300
+                          and x["replicationBacklog"] == 0)(_replication(a, topic, "b")),
                  timeout_s=30, what="first messages replicated")
         b.stop() if how == "stop" else b.kill9()
         for m in sent[300:700]:
@@ -264,6 +265,39 @@ def test_replicate_to_and_disable_replication_keep_messages_local(clusters):
         assert got_b == [b"to-b", b"everywhere"]
         assert_no_more(on_b, wait_ms=1500)
         assert_no_more(on_a, wait_ms=500)
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_partitioned_topic_replicates_partition_by_partition(clusters):
+    a, b = clusters
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    topic = f"persistent://{TENANT}/{NS}/{name}"
+    for server in (a, b):
+        _ok(http_request("PUT", f"{server.http_url}/admin/v2/persistent/{TENANT}/{NS}/{name}"
+                         "/partitions", "3"), "create partitioned topic")
+    ca, cb = make_client(a.service_url), make_client(b.service_url)
+    try:
+        on_b = cb.subscribe(topic, "s", initial_position=pulsar.InitialPosition.Earliest)
+        p = ca.create_producer(topic, batching_enabled=False)
+        for i in range(90):
+            p.send(f"m-{i}".encode(), partition_key=f"k{i % 9}")
+        p.close()
+        got = receive_n(on_b, 90, timeout_s=60, ack=True)
+        assert sorted(m.data() for m in got) == sorted(f"m-{i}".encode() for i in range(90))
+        per_key = {}
+        for m in got:  # one key lives in one partition: its order is kept
+            per_key.setdefault(m.partition_key(), []).append(int(m.data()[2:]))
+        assert all(v == sorted(v) for v in per_key.values())
+        assert_no_more(on_b, wait_ms=1500)
+        url = f"{a.http_url}/admin/v2/persistent/{TENANT}/{NS}/{name}/partitioned-stats"
+
+        def replicated():
+            status, body = http_get(url)
+            r = json.loads(body).get("replication", {}).get("b") if status == 200 else None
+            return r if r and r["msgOutCounter"] == 90 and r["replicationBacklog"] == 0 else None
+        wait_for(replicated, timeout_s=20, what="partitioned replication stats")
     finally:
         ca.close()
         cb.close()

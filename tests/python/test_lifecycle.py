@@ -315,6 +315,22 @@ def test_delayed_messages_on_exclusive_subscription_arrive_at_once(lc_server):
         client.close()
 
 
+def test_delayed_delivery_policy_off_delivers_at_once(lc_server):
+    ns = new_namespace(lc_server, delayed=("delayedDelivery", {"active": False}, None))
+    topic = topic_in(ns)
+    client = make_client(lc_server.service_url)
+    try:
+        cons = client.subscribe(topic, "sh", consumer_type=pulsar.ConsumerType.Shared)
+        prod = client.create_producer(topic)
+        start = time.monotonic()
+        prod.send(b"not-delayed", deliver_after=datetime.timedelta(seconds=30))
+        msg = cons.receive(timeout_millis=5000)
+        assert msg.data() == b"not-delayed"
+        assert time.monotonic() - start < 5
+    finally:
+        client.close()
+
+
 # ---------------------------------------------------------------- TTL
 
 

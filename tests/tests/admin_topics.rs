@@ -225,6 +225,26 @@ async fn subscription_cursor_operations_move_the_backlog() {
     a.wait_json(&stats, backlog_is(0)).await;
     assert_eq!(a.get(&format!("{sub}/position/1")).await.status, 404);
 
+    let last = a.get(&format!("{NS}/cur/lastMessageId")).await.body;
+    assert_eq!(last["ledgerId"], ids[4].ledger_id, "{last}");
+    assert_eq!(last["entryId"], ids[4].entry_id, "{last}");
+    let by_id = a
+        .http
+        .get(format!(
+            "{}{NS}/cur/ledger/{}/entry/{}",
+            a.base, ids[3].ledger_id, ids[3].entry_id
+        ))
+        .send()
+        .await
+        .expect("get by id");
+    assert_eq!(by_id.status(), 200);
+    assert_eq!(&by_id.bytes().await.expect("body")[..], b"m-3");
+    let missing = format!("{NS}/cur/ledger/{}/entry/999", ids[0].ledger_id);
+    assert_eq!(a.get(&missing).await.status, 404);
+    assert_eq!(
+        a.get(&format!("{NS}/cur/ledger/x/entry/1")).await.status,
+        400
+    );
     let first = json!({"ledgerId": ids[0].ledger_id, "entryId": ids[0].entry_id});
     assert_eq!(
         a.post(&format!("{sub}/resetcursor"), &first.to_string())

@@ -220,6 +220,16 @@ fn operations() -> Vec<(&'static str, String, &'static str)> {
         ("put", format!("{NS}/{{bundle}}/unload"), "Unload a bundle"),
         ("put", format!("{NS}/{{bundle}}/split"), "Split a bundle"),
         ("get", "/metrics".into(), "Prometheus metrics"),
+        (
+            "get",
+            format!("{TOPIC}/lastMessageId"),
+            "Id of the last message",
+        ),
+        (
+            "get",
+            format!("{TOPIC}/ledger/{{ledgerId}}/entry/{{entryId}}"),
+            "Get a message by id",
+        ),
     ];
     for p in [
         "retention",

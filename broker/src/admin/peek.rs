@@ -11,11 +11,12 @@ use bytes::Bytes;
 use magnetar_client::wire::proto::MessageMetadata;
 use prost::Message as _;
 
-use super::common::{bad_request, not_found, precondition};
+use super::common::{bad_request, be, not_found, precondition};
 use super::subscriptions::{load, parse_u64, scan, sub_names, subscription, targets, Scan};
 use super::topic_ops::checked_topic;
 use super::AdminResult;
 use crate::broker::Broker;
+use crate::position::Position;
 
 fn header(h: &mut HeaderMap, name: &str, value: impl ToString) {
     if let (Ok(n), Ok(v)) = (
@@ -93,7 +94,37 @@ pub(super) async fn peek(
     let Scan::Hit(pos, raw) = hit else {
         return Err(not_found("Message not found"));
     };
-    let (md, payload) = split_entry(&raw);
+    Ok(message_response(pos, &raw))
+}
+
+/// `GET .../{topic}/ledger/{ledgerId}/entry/{entryId}`: one stored message by id.
+pub(super) async fn by_id(
+    State(b): State<Arc<Broker>>,
+    Path((t, ns, topic, ledger, entry)): Path<(String, String, String, String, String)>,
+) -> AdminResult<Response> {
+    let pos = Position::new(
+        parse_u64(&ledger, "ledgerId")?,
+        parse_u64(&entry, "entryId")?,
+    );
+    let name = checked_topic(&b, &t, &ns, &topic).await?;
+    let parts = targets(&b, &name).await?;
+    if parts.len() != 1 || parts[0] != name {
+        return Err(precondition("Use a partition of a partitioned topic"));
+    }
+    let tp = load(&b, &name).await?;
+    if tp.log.last_confirmed().is_none_or(|l| pos > l) {
+        return Err(not_found(format!("Message {pos} not found")));
+    }
+    let found = tp.log.read(pos, 1).await.map_err(be)?;
+    match found.into_iter().next() {
+        Some((p, raw)) if p == pos => Ok(message_response(pos, &raw)),
+        _ => Err(not_found(format!("Message {pos} not found"))),
+    }
+}
+
+/// The payload as the body, metadata in Pulsar's `X-Pulsar-*` headers.
+fn message_response(pos: Position, raw: &Bytes) -> Response {
+    let (md, payload) = split_entry(raw);
     let mut h = HeaderMap::new();
     header(
         &mut h,
@@ -122,7 +153,7 @@ pub(super) async fn peek(
             header(&mut h, &format!("X-Pulsar-PROPERTY-{}", kv.key), &kv.value);
         }
     }
-    Ok((StatusCode::OK, h, payload).into_response())
+    (StatusCode::OK, h, payload).into_response()
 }
 
 #[cfg(test)]

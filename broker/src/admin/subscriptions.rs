@@ -62,6 +62,10 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
             &format!("{P}/subscription/:sub/position/:n"),
             get(super::peek::peek),
         )
+        .route(
+            &format!("{P}/ledger/:ledger/entry/:entry"),
+            get(super::peek::by_id),
+        )
 }
 
 /// The topics a request applies to: the partitions of a partitioned topic, or the topic.

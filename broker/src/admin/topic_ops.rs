@@ -36,6 +36,10 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
             post(terminate),
         )
         .route(
+            "/admin/v2/persistent/:t/:ns/:topic/lastMessageId",
+            get(last_message_id),
+        )
+        .route(
             "/admin/v2/persistent/:t/:ns/:topic/internalStats",
             get(internal_stats),
         )
@@ -248,6 +252,22 @@ async fn terminate(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<
     }))
 }
 
+async fn last_message_id(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<Json<Value>> {
+    let name = checked_topic(&b, &t, &ns, &topic).await?;
+    if name.partition_index() < 0 && partition_count(&b, &name).await? > 0 {
+        return Err(precondition("Use a partition of a partitioned topic"));
+    }
+    let topic = b.get_topic(&name, false).await.map_err(be)?;
+    let idx = name.partition_index();
+    Ok(Json(match topic.log.last_confirmed() {
+        Some(p) => message_id(p.ledger, p.entry, idx),
+        // Pulsar's answer for an empty topic: the current ledger, entry -1.
+        None => {
+            json!({"ledgerId": topic.log.current_ledger(), "entryId": -1, "partitionIndex": idx})
+        }
+    }))
+}
+
 fn pos_str(v: &Value) -> String {
     match (
         v.get("ledger").and_then(Value::as_u64),
@@ -435,6 +455,7 @@ async fn partitioned_stats(
                 }
             }
         }
+        crate::replication::merge_partition_stats(&mut total, &st);
         parts.insert(p.to_string(), st);
     }
     if per_partition {

@@ -18,6 +18,7 @@ use keys::KeyRing;
 pub use types::{
     AddError, ConsumerInfo, ConsumerKey, Delivery, EntryInfo, Notice, ReadPlan, SubType,
 };
+
 #[derive(Debug)]
 struct Slot {
     info: ConsumerInfo,

@@ -31,8 +31,22 @@ pub struct DedupSnapshot {
 pub enum DedupDecision {
     /// Store it.
     Accept,
-    /// Acknowledge without storing: the sequence id is not above the highest seen.
+    /// Acknowledge without storing: the sequence id is not above the highest persisted.
     Duplicate,
+    /// The sequence id was accepted but its store has not completed: the answer depends on
+    /// that store's outcome (see [`DedupState::in_flight_status`]).
+    InFlight,
+}
+
+/// Outcome of an earlier accepted store, for a SEND that repeated its sequence id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightStatus {
+    /// Stored: the repeat is a duplicate.
+    Persisted,
+    /// The store failed: the repeat must be sent again.
+    Failed,
+    /// Still in flight.
+    Pending,
 }
 
 /// Deduplication state of one topic.
@@ -65,7 +79,10 @@ impl DedupState {
     pub fn check(&mut self, producer: &str, sequence_id: u64, highest: u64) -> DedupDecision {
         let last = self.pushed.get(producer).copied().unwrap_or(-1);
         if (sequence_id as i64) <= last {
-            return DedupDecision::Duplicate;
+            if (sequence_id as i64) <= self.last_sequence(producer) {
+                return DedupDecision::Duplicate;
+            }
+            return DedupDecision::InFlight;
         }
         self.pushed
             .insert(producer.to_string(), highest.max(sequence_id) as i64);
@@ -104,6 +121,19 @@ impl DedupState {
         self.last_position = self.last_position.max(Some(pos));
         self.dirty = true;
         self.settle();
+    }
+
+    /// What became of the earlier store of `sequence_id` that made a repeat
+    /// [`DedupDecision::InFlight`].
+    pub fn in_flight_status(&self, producer: &str, sequence_id: u64) -> InFlightStatus {
+        let seq = sequence_id as i64;
+        if seq <= self.last_sequence(producer) {
+            InFlightStatus::Persisted
+        } else if seq > self.pushed.get(producer).copied().unwrap_or(-1) {
+            InFlightStatus::Failed
+        } else {
+            InFlightStatus::Pending
+        }
     }
 
     /// Highest persisted sequence id of `producer` (-1 if none): PRODUCER_SUCCESS's
@@ -164,12 +194,28 @@ mod tests {
     fn duplicates_are_sequence_ids_not_above_the_highest_pushed() {
         let mut d = DedupState::default();
         assert_eq!(d.check("a", 0, 0), DedupDecision::Accept);
+        d.stored("a", 0, p(0));
         assert_eq!(d.check("a", 0, 0), DedupDecision::Duplicate);
         assert_eq!(d.check("b", 0, 0), DedupDecision::Accept);
         // A batch 1..=5 moves the highest to 5.
         assert_eq!(d.check("a", 1, 5), DedupDecision::Accept);
+        assert_eq!(d.check("a", 4, 4), DedupDecision::InFlight);
+        d.stored("a", 5, p(1));
         assert_eq!(d.check("a", 4, 4), DedupDecision::Duplicate);
         assert_eq!(d.check("a", 6, 6), DedupDecision::Accept);
+    }
+
+    #[test]
+    fn repeat_of_an_in_flight_send_waits_for_its_outcome() {
+        let mut d = DedupState::default();
+        d.check("a", 0, 0);
+        assert_eq!(d.check("a", 0, 0), DedupDecision::InFlight);
+        assert_eq!(d.in_flight_status("a", 0), InFlightStatus::Pending);
+        d.stored("a", 0, p(0));
+        assert_eq!(d.in_flight_status("a", 0), InFlightStatus::Persisted);
+        d.check("a", 1, 1);
+        d.failed("a");
+        assert_eq!(d.in_flight_status("a", 1), InFlightStatus::Failed);
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub async fn on_topic_loaded(broker: &Broker, topic: &Arc<Topic>) -> Result<()> 
         Ok((pol, explicit)) => {
             topic.lifecycle.set_dedup_enabled(pol.deduplication);
             topic.log.set_retention(retention_of(&pol, explicit));
+            let subs = topic.subscriptions();
+            topic
+                .lifecycle
+                .set_delayed_delivery(pol.delayed_delivery.active, &subs);
         }
         Err(e) => {
             warn!(topic = %topic.name, error = %e, "policies unavailable; using broker defaults")
@@ -233,12 +237,7 @@ async fn check_topic(broker: &Broker, topic: &Arc<Topic>, cache: &mut PolicyCach
         snapshot_dedup(topic).await;
     }
     topic.log.set_retention(retention_of(&pol, explicit));
-    for s in topic.subscriptions() {
-        s.counters.delayed_delivery_off.store(
-            !pol.delayed_delivery.active,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
+    lc.set_delayed_delivery(pol.delayed_delivery.active, &topic.subscriptions());
     if let Some(ttl) = pol.message_ttl {
         let every = Duration::from_secs(broker.config.lifecycle.message_expiry_check_interval_secs);
         let due = {
@@ -362,8 +361,11 @@ pub async fn admit_producer(broker: &Broker, topic: &Topic) -> Result<()> {
     let deadline = Instant::now()
         + Duration::from_millis(broker.config.lifecycle.backlog_quota_hold_timeout_ms);
     for _ in 0..10_000 {
+        // A failed check must not refuse producers: the last decision stands.
         if let Ok((pol, _)) = policies_of(broker, &topic.name).await {
-            check_quota(topic, &pol).await?;
+            if let Err(e) = check_quota(topic, &pol).await {
+                debug!(topic = %topic.name, error = %e, "backlog quota check failed");
+            }
         }
         match topic.lifecycle.producer_block() {
             None => return Ok(()),

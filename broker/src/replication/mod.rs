@@ -141,6 +141,9 @@ impl TopicReplication {
                 continue;
             }
             let stats = Arc::new(ReplicatorStats::default());
+            // Until the cursor is open, everything stored counts as backlog (it starts at
+            // the earliest entry when new).
+            stats.backlog.store(topic.log.entries(), Ordering::Relaxed);
             let stop = self.closed.child_token();
             let ctx = replicator::ReplicatorCtx {
                 topic: topic.clone(),
@@ -203,6 +206,37 @@ pub fn remotes_from(clusters: &[String], local: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Adds one partition's `replication` stats into a partitioned topic's `total`: counters
+/// and rates summed, `connected` only if every partition is, the largest delay.
+pub fn merge_partition_stats(total: &mut serde_json::Value, partition: &serde_json::Value) {
+    let Some(remotes) = partition["replication"].as_object() else {
+        return;
+    };
+    if !total["replication"].is_object() {
+        total["replication"] = serde_json::json!({});
+    }
+    for (remote, r) in remotes {
+        let acc = &mut total["replication"][remote];
+        if acc.is_null() {
+            *acc = r.clone();
+            continue;
+        }
+        for k in ["replicationBacklog", "msgOutCounter", "bytesOutCounter"] {
+            let v = acc[k].as_u64().unwrap_or(0) + r[k].as_u64().unwrap_or(0);
+            acc[k] = v.into();
+        }
+        let rate =
+            acc["msgRateOut"].as_f64().unwrap_or(0.0) + r["msgRateOut"].as_f64().unwrap_or(0.0);
+        acc["msgRateOut"] = rate.into();
+        let connected = acc["connected"].as_bool().unwrap_or(false)
+            && r["connected"].as_bool().unwrap_or(false);
+        acc["connected"] = connected.into();
+        let k = "replicationDelayInSeconds";
+        let delay = acc[k].as_u64().unwrap_or(0).max(r[k].as_u64().unwrap_or(0));
+        acc[k] = delay.into();
+    }
+}
+
 /// True when a namespace replicated to `clusters` must deduplicate: with more than one
 /// cluster, remote replicators resend after failures and rely on deduplication.
 pub fn forces_dedup(clusters: &[String]) -> bool {
@@ -259,5 +293,24 @@ mod tests {
         assert_eq!(r, vec!["b", "c"]);
         assert!(remotes_from(&cs, "z").is_empty());
         assert!(remotes_from(&["a".to_string()], "a").is_empty());
+    }
+
+    #[test]
+    fn partition_stats_merge_sums_and_ands() {
+        let p = |backlog: u64, connected: bool| {
+            serde_json::json!({"replication": {"b": {"replicationBacklog": backlog,
+                "msgOutCounter": 2, "bytesOutCounter": 10, "msgRateOut": 1.5,
+                "connected": connected, "replicationDelayInSeconds": backlog}}})
+        };
+        let mut total = serde_json::json!({});
+        merge_partition_stats(&mut total, &p(3, true));
+        merge_partition_stats(&mut total, &p(4, false));
+        merge_partition_stats(&mut total, &serde_json::json!({}));
+        let b = &total["replication"]["b"];
+        assert_eq!(b["replicationBacklog"], 7);
+        assert_eq!(b["msgOutCounter"], 4);
+        assert_eq!(b["msgRateOut"], 3.0);
+        assert_eq!(b["connected"], false);
+        assert_eq!(b["replicationDelayInSeconds"], 4);
     }
 }

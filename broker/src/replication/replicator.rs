@@ -104,6 +104,7 @@ pub async fn run(ctx: ReplicatorCtx) {
     let mut acked = cursor.mark_delete();
     let start = cursor.read_position();
     info!(topic = %ctx.topic.name, remote = %ctx.remote, %start, "replicator started");
+    let mut failures = 0u64;
     while !ctx.stop.is_cancelled() {
         update_backlog(&ctx, cursor.as_ref());
         let res = connect(&ctx).await;
@@ -111,7 +112,10 @@ pub async fn run(ctx: ReplicatorCtx) {
             Ok(p) => p,
             Err(e) => {
                 ctx.stats.connected.store(false, Ordering::Relaxed);
-                debug!(topic = %ctx.topic.name, remote = %ctx.remote, error = %e, "replicator cannot connect");
+                failures += 1;
+                if failures % 60 == 1 {
+                    warn!(topic = %ctx.topic.name, remote = %ctx.remote, error = %e, failures, "replicator cannot connect");
+                }
                 if !pause(&ctx.stop, &mut delay).await {
                     break;
                 }
@@ -119,9 +123,13 @@ pub async fn run(ctx: ReplicatorCtx) {
             }
         };
         ctx.stats.connected.store(true, Ordering::Relaxed);
-        delay = BACKOFF_MIN;
+        failures = 0;
         let from = acked.map_or(start, |p| ctx.topic.log.next_position(p));
+        let before = acked;
         let res = pump(&ctx, cursor.as_ref(), &producer, from, &mut acked).await;
+        if acked != before {
+            delay = BACKOFF_MIN; // made progress: the next failure retries quickly
+        }
         ctx.stats.connected.store(false, Ordering::Relaxed);
         drop(producer);
         client.close().await;

@@ -142,6 +142,18 @@ pub enum TopicsCmd {
         #[arg(short = 'n', long = "count", default_value_t = 1)]
         count: u64,
     },
+    /// Id of a topic's last message.
+    LastMessageId(Topic),
+    /// Show one message by id.
+    GetMessageById {
+        topic: String,
+        /// Ledger id.
+        #[arg(short = 'l', long = "ledgerId")]
+        ledger: u64,
+        /// Entry id.
+        #[arg(short = 'e', long = "entryId")]
+        entry: u64,
+    },
     /// Set a topic's message TTL.
     SetMessageTtl {
         topic: String,
@@ -248,24 +260,30 @@ async fn peek(rest: &Rest, ts: &TopicSub, count: u64) -> anyhow::Result<()> {
             Err(e) if i > 1 && e.to_string().contains("HTTP 404") => break,
             Err(e) => return Err(e),
         };
-        let id = r
-            .headers
-            .get("x-pulsar-message-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?");
-        println!("Message ID: {id}");
-        let mut props = serde_json::Map::new();
-        for (k, v) in &r.headers {
-            let k = k.as_str();
-            if let Some(name) = k.strip_prefix("x-pulsar-") {
-                if name != "message-id" && name != "message-id-json" {
-                    props.insert(name.to_string(), json!(v.to_str().unwrap_or("")));
-                }
+        print_message(&r)?;
+    }
+    Ok(())
+}
+
+/// Prints a message the way pulsar-admin does: id, metadata, payload.
+fn print_message(r: &super::rest::RawResponse) -> anyhow::Result<()> {
+    let id = r
+        .headers
+        .get("x-pulsar-message-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?");
+    println!("Message ID: {id}");
+    let mut props = serde_json::Map::new();
+    for (k, v) in &r.headers {
+        let k = k.as_str();
+        if let Some(name) = k.strip_prefix("x-pulsar-") {
+            if name != "message-id" {
+                props.insert(name.to_string(), json!(v.to_str().unwrap_or("")));
             }
         }
-        println!("Metadata: {}", serde_json::to_string_pretty(&props)?);
-        println!("{}", String::from_utf8_lossy(&r.body));
     }
+    println!("Metadata: {}", serde_json::to_string_pretty(&props)?);
+    println!("{}", String::from_utf8_lossy(&r.body));
     Ok(())
 }
 
@@ -449,6 +467,20 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
             .await
         }
         C::PeekMessages { ts, count } => peek(rest, &ts, count).await,
+        C::LastMessageId(t) => print_json(&rest.get(&topic_url(&t.topic, "lastMessageId")?).await?),
+        C::GetMessageById {
+            topic,
+            ledger,
+            entry,
+        } => {
+            let r = rest
+                .get_raw(&topic_url(
+                    &topic,
+                    &format!("ledger/{ledger}/entry/{entry}"),
+                )?)
+                .await?;
+            print_message(&r)
+        }
         C::SetMessageTtl { topic, ttl } => {
             done(
                 rest,
