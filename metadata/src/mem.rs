@@ -41,12 +41,7 @@ pub struct MemStore {
 
 fn check(keys: &BTreeMap<String, Versioned>, key: &str, expect: Expect) -> Result<()> {
     let cur = keys.get(key).map(|v| v.version);
-    let ok = match expect {
-        Expect::Any => true,
-        Expect::Absent => cur.is_none(),
-        Expect::Version(v) => cur == Some(v),
-    };
-    if ok {
+    if expect.holds(cur) {
         Ok(())
     } else {
         Err(MetadataError::BadVersion {

@@ -43,6 +43,18 @@ pub enum Expect {
     Version(Version),
 }
 
+impl Expect {
+    /// Whether this precondition holds for a key whose current version is `current`
+    /// (`None` when the key does not exist).
+    pub fn holds(self, current: Option<Version>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current == Some(v),
+        }
+    }
+}
+
 /// One operation of an atomic transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {

@@ -56,6 +56,31 @@ async fn wait_for_signal() {
     }
 }
 
+/// Runs a binary's async body on a multi-threaded runtime with a shutdown token wired to
+/// SIGINT/SIGTERM, and exits non-zero with `name: error` on failure.
+pub fn run_main<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(async move { body(shutdown_on_signals()).await });
+    if let Err(e) = result {
+        tracing::error!("{e:#}");
+        eprintln!("{name}: {e:#}");
+        std::process::exit(1);
+    }
+}
+
 /// Splits a comma-separated address list.
 pub fn split_addrs(s: &str) -> Vec<String> {
     s.split(',')

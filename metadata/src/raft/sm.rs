@@ -101,12 +101,7 @@ impl SmData {
 
     fn check(&self, key: &str, expect: Expect) -> Result<(), ApplyError> {
         let cur = self.keys.get(key).map(|v| v.version);
-        let ok = match expect {
-            Expect::Any => true,
-            Expect::Absent => cur.is_none(),
-            Expect::Version(v) => cur == Some(v),
-        };
-        if ok {
+        if expect.holds(cur) {
             Ok(())
         } else {
             Err(ApplyError::BadVersion {

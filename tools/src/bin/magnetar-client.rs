@@ -18,22 +18,7 @@ struct Cli {
 fn main() {
     let args = Cli::parse().args;
     common::init_tracing_quiet();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("magnetar-client: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let result = rt.block_on(async move {
-        let shutdown = common::shutdown_on_signals();
-        cmd_client::run(args, shutdown).await
+    common::run_main("magnetar-client", |shutdown| {
+        cmd_client::run(args, shutdown)
     });
-    if let Err(e) = result {
-        eprintln!("magnetar-client: {e:#}");
-        std::process::exit(1);
-    }
 }

@@ -18,22 +18,5 @@ struct Cli {
 fn main() {
     let args = Cli::parse().args;
     common::init_tracing_quiet();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("magnetar-perf: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let result = rt.block_on(async move {
-        let shutdown = common::shutdown_on_signals();
-        cmd_perf::run(args, shutdown).await
-    });
-    if let Err(e) = result {
-        eprintln!("magnetar-perf: {e:#}");
-        std::process::exit(1);
-    }
+    common::run_main("magnetar-perf", |shutdown| cmd_perf::run(args, shutdown));
 }
