@@ -125,3 +125,73 @@ async fn bench_bookie_adds() -> anyhow::Result<()> {
     assert!(rate_256 >= 20.0 * rate_1, "group commit speed-up below 20x");
     Ok(())
 }
+
+/// Sustained run (ignored; `MAGNETAR_BENCH_SUSTAINED_SECS`, default 90): 3 bookies,
+/// E/Qw/Qa 3/2/2, 256 in flight, 1 KiB entries; prints entries/s per 10 s and the first vs
+/// the last 30 s, plus the disk's raw synced 4 KiB write rate measured in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn bench_sustained_adds() -> anyhow::Result<()> {
+    let secs: u64 = std::env::var("MAGNETAR_BENCH_SUSTAINED_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(90)
+        .clamp(60, 600);
+    let tmp = tempfile::tempdir()?;
+    let p = tmp.path().to_path_buf();
+    let raw = tokio::task::spawn_blocking(move || raw_synced_writes_per_sec(&p, 4096)).await??;
+    println!("raw synced 4KiB writes (same run, before): {raw:.0}/s");
+    let (md, mut bookies) = cluster(3).await;
+    let bk = BookKeeper::new(md);
+    let w = bk
+        .create(LedgerConfig {
+            ensemble: 3,
+            write_quorum: 2,
+            ack_quorum: 2,
+        })
+        .await?;
+    let entry = Bytes::from(vec![0x5au8; 1024]);
+    let start = Instant::now();
+    let total = Duration::from_secs(secs);
+    let mut per_sec = vec![0u64; secs as usize + 1];
+    let mut inflight = VecDeque::new();
+    let mut done = 0u64;
+    while start.elapsed() < total && done < 100_000_000 {
+        while inflight.len() < 256 {
+            inflight.push_back(w.add(entry.clone()));
+        }
+        inflight.pop_front().expect("non-empty").await?;
+        done += 1;
+        let s = (start.elapsed().as_secs() as usize).min(secs as usize);
+        per_sec[s] += 1;
+    }
+    for f in inflight {
+        f.await?;
+    }
+    let batches: u64 = bookies.iter().map(|b| b.bookie().storage().batches()).sum();
+    w.close().await?;
+    for b in &mut bookies {
+        b.kill().await;
+    }
+    let p = tmp.path().to_path_buf();
+    let raw_after =
+        tokio::task::spawn_blocking(move || raw_synced_writes_per_sec(&p, 4096)).await??;
+    println!("raw synced 4KiB writes (same run, after): {raw_after:.0}/s");
+    println!("| seconds | entries/s |");
+    println!("|---|---|");
+    for (i, c) in per_sec[..secs as usize].chunks(10).enumerate() {
+        let rate = c.iter().sum::<u64>() as f64 / c.len() as f64;
+        println!("| {}-{} | {rate:.0} |", i * 10, i * 10 + c.len());
+    }
+    let n = secs as usize;
+    let first: u64 = per_sec[..30].iter().sum();
+    let last: u64 = per_sec[n - 30..n].iter().sum();
+    println!(
+        "sustained {secs}s: {done} entries, {:.0}/s overall; first 30 s {:.0}/s, last 30 s {:.0}/s ({:+.1}%); {batches} group commits over 3 bookies",
+        done as f64 / secs as f64,
+        first as f64 / 30.0,
+        last as f64 / 30.0,
+        (last as f64 / first as f64 - 1.0) * 100.0
+    );
+    Ok(())
+}
