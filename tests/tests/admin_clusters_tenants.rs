@@ -63,6 +63,14 @@ async fn tenants_crud_and_delete_refused_while_namespaces_exist() {
     let info = format!(r#"{{"adminRoles":["admin"],"allowedClusters":["{cluster}"]}}"#);
     assert_eq!(a.put("/admin/v2/tenants/acme", &info).await.status, 204);
     assert_eq!(a.put("/admin/v2/tenants/acme", &info).await.status, 409);
+    assert_eq!(a.put("/admin/v2/tenants/odd", "{broken").await.status, 400);
+    assert_eq!(
+        a.put("/admin/v2/namespaces/acme/odd", "{broken")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(a.get("/admin/v2/tenants/odd").await.status, 404);
     let r = a.put("/admin/v2/tenants/odd", r#"{"adminRoles": 5}"#).await;
     assert_eq!(r.status, 400, "{}", r.body);
     let r = a.put("/admin/v2/namespaces/acme/odd", "[1, 2]").await;

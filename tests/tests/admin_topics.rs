@@ -410,3 +410,19 @@ async fn topic_policy_overrides_round_trip() {
         404
     );
 }
+
+#[tokio::test]
+async fn stats_rates_follow_the_counters() {
+    let a = start().await;
+    assert_eq!(a.put(&format!("{NS}/rt"), "").await.status, 204);
+    let first = a.get(&format!("{NS}/rt/stats")).await.body;
+    assert_eq!(first["msgRateIn"], 0.0, "{first}");
+    produce(&a, "rt", 20).await;
+    // Rates are computed over windows of at least a second after the first sample.
+    let st = a
+        .wait_json(&format!("{NS}/rt/stats"), |s| {
+            s["msgRateIn"].as_f64().unwrap_or(0.0) > 0.0
+        })
+        .await;
+    assert!(st["msgThroughputIn"].as_f64().unwrap_or(0.0) > 0.0, "{st}");
+}

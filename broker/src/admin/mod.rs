@@ -8,7 +8,7 @@ mod common;
 mod namespaces;
 pub mod openapi;
 mod peek;
-// mod rates; (wired into stats later)
+mod rates;
 mod redirect;
 mod subscriptions;
 mod tenants;

@@ -77,10 +77,10 @@ async fn get_tenant(State(b): S, Path(t): Path<String>) -> AdminResult<Json<Valu
 async fn put_tenant(
     State(b): S,
     Path(t): Path<String>,
-    body: Option<Json<Value>>,
+    body: axum::body::Bytes,
 ) -> AdminResult<StatusCode> {
     super::common::check_name("Tenant", &t)?;
-    let value = body.map(|Json(v)| v).unwrap_or_else(
+    let value = super::common::parse_opt_body::<Value>(&body)?.unwrap_or_else(
         || serde_json::json!({"adminRoles": [], "allowedClusters": [b.config.cluster_name]}),
     );
     super::common::check_shape::<super::clusters::TenantInfo>("tenant info", &value)?;
@@ -115,12 +115,11 @@ async fn get_namespace(
 async fn put_namespace(
     State(b): S,
     Path((t, ns)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    body: axum::body::Bytes,
 ) -> AdminResult<StatusCode> {
     super::common::check_name("Namespace", &ns)?;
     let _ = get_json(&b, &format!("/tenants/{t}"), "Tenant").await?;
-    let value = body
-        .map(|Json(v)| v)
+    let value = super::common::parse_opt_body::<Value>(&body)?
         .unwrap_or_else(|| serde_json::json!({"replication_clusters": [b.config.cluster_name]}));
     super::common::check_shape::<crate::policies::Policies>("namespace policies", &value)?;
     let created = create_if_absent(

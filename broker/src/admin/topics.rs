@@ -55,7 +55,22 @@ pub(super) async fn stats(
     let name = topic_name(&t, &ns, &topic)?;
     let topic = b.get_topic(&name, false).await?;
     let mut subs = Map::new();
+    let now = std::time::Instant::now();
+    let (mut total_out, mut total_bytes_out) = (0u64, 0u64);
     for s in topic.subscriptions() {
+        let msg_out = s.counters.msg_out.load(Ordering::Relaxed);
+        let bytes_out = s.counters.bytes_out.load(Ordering::Relaxed);
+        total_out += msg_out;
+        total_bytes_out += bytes_out;
+        let sr = super::rates::rates(
+            &format!("{}|{name}|{}", b.http_url, s.name),
+            now,
+            super::rates::Counters {
+                msg_out,
+                bytes_out,
+                ..Default::default()
+            },
+        );
         let snap = s.stats().await;
         let consumers: Vec<Value> = snap
             .as_ref()
@@ -76,10 +91,10 @@ pub(super) async fn stats(
                 "msgBacklog": snap.as_ref().map_or(0, |x| x.backlog),
                 "consumers": consumers,
                 "type": s.sub_type.name(),
-                "msgRateOut": 0.0,
-                "msgThroughputOut": 0.0,
-                "msgOutCounter": s.counters.msg_out.load(Ordering::Relaxed),
-                "bytesOutCounter": s.counters.bytes_out.load(Ordering::Relaxed),
+                "msgRateOut": sr.msg_out,
+                "msgThroughputOut": sr.bytes_out,
+                "msgOutCounter": msg_out,
+                "bytesOutCounter": bytes_out,
                 "unackedMessages": unacked,
                 "isDurable": s.durable,
             }),
@@ -92,11 +107,29 @@ pub(super) async fn stats(
         .collect();
     let msg_in = topic.counters.msg_in.load(Ordering::Relaxed);
     let bytes_in = topic.counters.bytes_in.load(Ordering::Relaxed);
+    let r = super::rates::rates(
+        &format!("{}|{name}", b.http_url),
+        now,
+        super::rates::Counters {
+            msg_in,
+            bytes_in,
+            msg_out: total_out,
+            bytes_out: total_bytes_out,
+        },
+    );
+    let dedup = crate::policies::effective_policies(
+        b.metadata.as_ref(),
+        &crate::policies::PolicyDefaults::from(&b.config),
+        &b.config.cluster_name,
+        &name,
+    )
+    .await
+    .map_or(b.config.deduplication_enabled, |p| p.deduplication);
     Ok(Json(json!({
-        "msgRateIn": 0.0,
-        "msgThroughputIn": 0.0,
-        "msgRateOut": 0.0,
-        "msgThroughputOut": 0.0,
+        "msgRateIn": r.msg_in,
+        "msgThroughputIn": r.bytes_in,
+        "msgRateOut": r.msg_out,
+        "msgThroughputOut": r.bytes_out,
         "msgInCounter": msg_in,
         "bytesInCounter": bytes_in,
         "averageMsgSize": if msg_in > 0 { bytes_in as f64 / msg_in as f64 } else { 0.0 },
@@ -105,7 +138,7 @@ pub(super) async fn stats(
         "publishers": publishers,
         "subscriptions": subs,
         "replication": topic.replication.stats_json(),
-        "deduplicationStatus": if b.config.deduplication_enabled { "Enabled" } else { "Disabled" },
+        "deduplicationStatus": if dedup { "Enabled" } else { "Disabled" },
     })))
 }
 

@@ -43,7 +43,7 @@ pub(crate) struct SubTask {
     terminated: bool,
     end_notified: bool,
     /// Delayed entries (Shared, Key_Shared): due time (ms), position, key slot.
-    delayed: std::collections::BTreeSet<(u64, Position, Option<u32>)>,
+    delayed: crate::lifecycle::delayed::DelayedTracker,
 }
 
 impl SubTask {
@@ -74,7 +74,9 @@ impl SubTask {
             read_epoch: 0,
             terminated: false,
             end_notified: false,
-            delayed: std::collections::BTreeSet::new(),
+            delayed: crate::lifecycle::delayed::DelayedTracker::new(
+                crate::lifecycle::delayed_index_budget(),
+            ),
         }
     }
 
@@ -96,7 +98,7 @@ impl SubTask {
                     let epoch = self.read_epoch;
                     self.on_read(res, epoch);
                 }
-                _ = sleep_until_due(self.delayed.first().map(|d| d.0)),
+                _ = sleep_until_due(self.delayed.next_wakeup()),
                     if !self.delayed.is_empty() => {
                     self.release_due();
                 }
@@ -423,7 +425,7 @@ impl SubTask {
             if let Some(at) = meta.deliver_at.filter(|_| self.delays_allowed()) {
                 if at > now_ms() {
                     self.dispatcher.forget_replay(pos);
-                    self.delayed.insert((at, pos, meta.slot));
+                    self.delayed.insert(pos, at, meta.slot);
                     continue;
                 }
             }
@@ -457,19 +459,36 @@ impl SubTask {
             .store(self.delayed.len() as u64, Ordering::Relaxed);
     }
 
-    /// Moves delayed entries that are due to the redelivery queue.
+    /// Moves delayed entries that are due to the redelivery queue; rescans the backlog
+    /// when entries were dropped from the bounded index.
     fn release_due(&mut self) {
         let now = now_ms();
-        while let Some(&(at, pos, slot)) = self.delayed.first() {
-            if at > now {
-                break;
-            }
-            self.delayed.pop_first();
+        for (pos, slot) in self.delayed.release_due(now) {
             if !self.acks.is_acked(pos) {
                 self.dispatcher.add_replay(pos, slot);
             }
         }
+        if self.delayed.take_rescan(now) {
+            self.rescan_from_mark_delete();
+        }
         self.count_delayed();
+    }
+
+    /// Reads the unacknowledged entries again from the mark-delete position, so delayed
+    /// entries dropped from the bounded index are indexed again. Entries pending on a
+    /// consumer or acknowledged are skipped by dispatch, so nothing is delivered twice.
+    fn rescan_from_mark_delete(&mut self) {
+        let from = self
+            .acks
+            .mark_delete()
+            .map_or_else(|| self.log.first_position(), |m| self.log.next_position(m));
+        if from < self.read_pos {
+            self.epoch += 1;
+            self.reading = None;
+            self.read_pos = from;
+            self.dispatcher.retry_replay();
+            debug!(sub = %self.name, %from, "rescanning backlog for delayed entries");
+        }
     }
 
     /// Holds off the next read for a moment (after a failed or empty read).
