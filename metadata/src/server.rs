@@ -175,6 +175,7 @@ pub async fn run(
         .await
         .map_err(|e| MetadataError::Storage(e.to_string()))?;
     let log = LogStore::new(db.clone());
+    let network = Network::new(members.get(&id).cloned().unwrap_or_default());
     let raft_config = openraft::Config {
         cluster_name: "magnetar-metadata".into(),
         heartbeat_interval: config.heartbeat_ms,
@@ -187,7 +188,7 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| MetadataError::InvalidArgument(format!("raft config: {e}")))?;
-    let raft = Raft::new(id, Arc::new(raft_config), Network, log, sm)
+    let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
         .await
         .map_err(|e| MetadataError::Storage(format!("start raft: {e}")))?;
 

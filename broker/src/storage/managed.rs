@@ -22,6 +22,9 @@ pub struct ManagedStorage {
     ledgers: Arc<dyn Ledgers>,
     meta: Arc<dyn MetadataStore>,
     cfg: MlConfig,
+    /// One entry cache for every topic of the broker: `cache_size_bytes` bounds the whole
+    /// broker, and positions are unique across topics because ledger ids are global.
+    cache: Arc<ml::EntryCache>,
     open: tokio::sync::Mutex<HashMap<String, Arc<ManagedLog>>>,
 }
 
@@ -46,6 +49,7 @@ impl ManagedStorage {
         Arc::new(ManagedStorage {
             ledgers,
             meta,
+            cache: ml::EntryCache::new(cfg.cache_size_bytes),
             cfg,
             open: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -61,11 +65,12 @@ impl TopicStorage for ManagedStorage {
                 return Ok(l.clone());
             }
         }
-        let ml = ManagedLedger::open(
+        let ml = ManagedLedger::open_with_cache(
             name,
             self.ledgers.clone(),
             self.meta.clone(),
             self.cfg.clone(),
+            self.cache.clone(),
         )
         .await?;
         let log = Arc::new(ManagedLog { ml });

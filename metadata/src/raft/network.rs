@@ -25,11 +25,81 @@ pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Creates one gRPC connection per peer.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// This node's advertised address (the source key for [`faults`]).
+    local_addr: String,
+}
+
+impl Network {
+    /// A factory for the node advertised at `local_addr`.
+    pub fn new(local_addr: impl Into<String>) -> Network {
+        Network {
+            local_addr: local_addr.into(),
+        }
+    }
+}
+
+/// Test hook: drops Raft RPCs between chosen pairs of node addresses, as a network partition
+/// would. A blocked RPC fails with the same `Unreachable` error as a dead peer. Pairs are
+/// keyed by advertised address (`host:port`), unique per in-process cluster, so concurrent
+/// tests do not interfere. Cheap when nothing is blocked (one atomic load per RPC).
+pub mod faults {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use parking_lot::RwLock;
+
+    static ACTIVE: AtomicBool = AtomicBool::new(false);
+    static BLOCKED: RwLock<Option<HashSet<(String, String)>>> = RwLock::new(None);
+
+    /// Blocks Raft RPCs from `a` to `b` and from `b` to `a`.
+    pub fn partition(a: &str, b: &str) {
+        let mut g = BLOCKED.write();
+        let set = g.get_or_insert_with(HashSet::new);
+        set.insert((a.to_string(), b.to_string()));
+        set.insert((b.to_string(), a.to_string()));
+        ACTIVE.store(true, Ordering::Release);
+    }
+
+    /// Cuts `node` off from every address in `others` (both directions).
+    pub fn isolate(node: &str, others: &[String]) {
+        for o in others {
+            partition(node, o);
+        }
+    }
+
+    /// Removes every blocked pair that involves `node`.
+    pub fn heal(node: &str) {
+        let mut g = BLOCKED.write();
+        if let Some(set) = g.as_mut() {
+            set.retain(|(a, b)| a != node && b != node);
+            ACTIVE.store(!set.is_empty(), Ordering::Release);
+        }
+    }
+
+    /// Removes every blocked pair (of every cluster in this process).
+    pub fn heal_all() {
+        *BLOCKED.write() = None;
+        ACTIVE.store(false, Ordering::Release);
+    }
+
+    /// Whether RPCs from `from` to `to` are currently dropped.
+    pub fn is_blocked(from: &str, to: &str) -> bool {
+        if !ACTIVE.load(Ordering::Acquire) {
+            return false;
+        }
+        BLOCKED
+            .read()
+            .as_ref()
+            .is_some_and(|s| s.contains(&(from.to_string(), to.to_string())))
+    }
+}
 
 /// A connection to one peer.
 pub struct PeerClient {
     target: NodeId,
+    /// (this node's address, the peer's address), checked against [`faults`].
+    route: (String, String),
     client: Option<RaftTransportClient<Channel>>,
     error: String,
 }
@@ -48,12 +118,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(MAX_RAFT_MESSAGE);
                 PeerClient {
                     target,
+                    route: (self.local_addr.clone(), node.addr.clone()),
                     client: Some(client),
                     error: String::new(),
                 }
             }
             Err(e) => PeerClient {
                 target,
+                route: (self.local_addr.clone(), node.addr.clone()),
                 client: None,
                 error: format!("bad address {}: {e}", node.addr),
             },
@@ -84,6 +156,10 @@ impl PeerClient {
                 .error
                 .clone()))));
         };
+        if faults::is_blocked(&self.route.0, &self.route.1) {
+            let m = Msg(format!("rpc to node {}: partitioned (fault injection)", self.target));
+            return Err(RPCError::Unreachable(Unreachable::new(&m)));
+        }
         let data = bincode::serialize(req)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
         let payload = RaftPayload { data };
