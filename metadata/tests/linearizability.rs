@@ -1,14 +1,17 @@
 //! Concurrent reads and CAS writes on a 3-node cluster, with the leader killed and restarted
-//! mid-run, form a linearizable history (Wing-Gong search) in each of 20 seeded runs.
+//! mid-run and (every other run) the leader network-partitioned from both followers for
+//! 1-3 s, form a linearizable history (Wing-Gong search) in each of 20 seeded runs.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::Cluster;
+use magnetar_metadata::raft::network::faults;
 use magnetar_metadata::{Expect, GrpcMetadataClient, MetadataError, MetadataStore, Version};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
@@ -91,8 +94,32 @@ fn search(
     false
 }
 
-/// Runs one seeded history; returns how many CAS writes were acknowledged.
-async fn run_once(c: &mut Cluster, seed: u64) -> usize {
+/// Heals a partitioned node's links when dropped (also when a test assertion panics).
+struct HealOnDrop(String);
+
+impl Drop for HealOnDrop {
+    fn drop(&mut self) {
+        faults::heal(&self.0);
+    }
+}
+
+/// What one seeded run did.
+struct RunStats {
+    acked: usize,
+    ops: usize,
+    partitioned: bool,
+    /// Whether the followers elected a new leader while the old one was cut off.
+    failover: bool,
+}
+
+/// Each worker issues at least this many ops, and keeps going (up to `MAX_OPS`) until the
+/// faults are over; 3 workers x 21 ops fit the checker's 64-op bitmask.
+const MIN_OPS: u64 = 6;
+const MAX_OPS: u64 = 21;
+
+/// Runs one seeded history; with `partition`, the leader is first cut off from both
+/// followers for 1-3 s while clients keep going through all nodes.
+async fn run_once(c: &mut Cluster, seed: u64, partition: bool) -> RunStats {
     let key = format!("/lin/{seed}");
     let setup = c.client();
     let v0 = setup
@@ -101,8 +128,10 @@ async fn run_once(c: &mut Cluster, seed: u64) -> usize {
         .expect("init");
     let history: Arc<Mutex<Vec<Event>>> = Arc::new(Mutex::new(Vec::new()));
     let versions: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::from([(v0.0, 0)])));
+    let faults_over = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..3u64 {
+        let faults_over = faults_over.clone();
         let client: GrpcMetadataClient = c.client().with_deadline(Duration::from_secs(8));
         let key = key.clone();
         let history = history.clone();
@@ -110,7 +139,10 @@ async fn run_once(c: &mut Cluster, seed: u64) -> usize {
         let mut rng = StdRng::seed_from_u64(seed * 100 + w);
         tasks.push(tokio::spawn(async move {
             let mut last = v0.0;
-            for n in 0..6u64 {
+            for n in 0..MAX_OPS {
+                if n >= MIN_OPS && faults_over.load(Ordering::Acquire) {
+                    break;
+                }
                 let invoke = Instant::now();
                 if rng.gen_bool(0.5) {
                     if let Ok(Some(v)) = client.get(&key).await {
@@ -159,11 +191,32 @@ async fn run_once(c: &mut Cluster, seed: u64) -> usize {
             }
         }));
     }
-    // Kill the leader part-way through, then bring it back.
     let mut rng = StdRng::seed_from_u64(seed);
     tokio::time::sleep(Duration::from_millis(rng.gen_range(20..150))).await;
+    let mut failover = false;
+    if partition {
+        // Isolate the leader (both directions, Raft traffic only; clients reach every node).
+        let leader = c.wait_leader(Duration::from_secs(10)).await;
+        let me = c.addrs[leader].to_string();
+        let others: Vec<String> = (0..c.addrs.len())
+            .filter(|&i| i != leader)
+            .map(|i| c.addrs[i].to_string())
+            .collect();
+        let heal = HealOnDrop(me.clone());
+        faults::isolate(&me, &others);
+        let until = Instant::now() + Duration::from_millis(rng.gen_range(1000..=3000));
+        while Instant::now() < until {
+            if !failover && follower_leads(c, leader).await {
+                failover = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(heal);
+    }
+    // Kill the leader part-way through, then bring it back.
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     c.kill(leader).await;
+    faults_over.store(true, Ordering::Release);
     for t in tasks {
         t.await.expect("worker");
     }
@@ -175,18 +228,57 @@ async fn run_once(c: &mut Cluster, seed: u64) -> usize {
         linearizable(&h, &versions, 0),
         "seed {seed}: history is not linearizable: {h:#?}"
     );
-    h.iter()
-        .filter(|e| matches!(e.op, Op::Cas { ok: Some(true), .. }))
-        .count()
+    RunStats {
+        acked: h
+            .iter()
+            .filter(|e| matches!(e.op, Op::Cas { ok: Some(true), .. }))
+            .count(),
+        ops: h.len(),
+        partitioned: partition,
+        failover,
+    }
+}
+
+/// Whether a node other than `old` currently says it is the leader.
+async fn follower_leads(c: &Cluster, old: usize) -> bool {
+    for (i, addr) in c.addrs.iter().enumerate() {
+        if i == old {
+            continue;
+        }
+        let client = GrpcMetadataClient::new(vec![addr.to_string()])
+            .with_deadline(Duration::from_millis(300));
+        if let Ok(st) = client.status().await {
+            if st.leader_id != 0 && st.node_id == st.leader_id {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_and_cas_with_leader_kills_are_linearizable_over_20_seeds() {
+async fn reads_and_cas_with_leader_kills_and_partitions_are_linearizable_over_20_seeds() {
+    let started = Instant::now();
     let mut c = Cluster::start(3).await;
-    let mut acked = 0;
+    let (mut acked, mut ops, mut partitions, mut failovers) = (0, 0, 0, 0);
     for seed in 1..=20 {
-        acked += run_once(&mut c, seed).await;
+        let s = run_once(&mut c, seed, seed % 2 == 0).await;
+        acked += s.acked;
+        ops += s.ops;
+        partitions += usize::from(s.partitioned);
+        failovers += usize::from(s.failover);
     }
+    eprintln!(
+        "linearizability: 20 runs, {ops} ops checked, {acked} CAS acked, \
+         {partitions} partitions ({failovers} with a new leader elected meanwhile), \
+         {} raft rpcs dropped, {:?}",
+        faults::dropped(),
+        started.elapsed()
+    );
+    assert_eq!(
+        failovers, partitions,
+        "a partitioned leader was not replaced: the fault did not bite"
+    );
     assert!(
         acked >= 20,
         "too few successful CAS writes to mean anything: {acked}"

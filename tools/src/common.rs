@@ -75,7 +75,6 @@ where
     };
     let result = rt.block_on(async move { body(shutdown_on_signals()).await });
     if let Err(e) = result {
-        tracing::error!("{e:#}");
         eprintln!("{name}: {e:#}");
         std::process::exit(1);
     }

@@ -99,6 +99,9 @@ pub(super) async fn stats(
                 "isDurable": s.durable,
             }),
         );
+        if let Some(Value::Object(entry)) = subs.get_mut(&s.name) {
+            entry.extend(crate::lifecycle::stats::subscription_fields(&s));
+        }
     }
     let publishers: Vec<Value> = topic
         .producers()
@@ -125,7 +128,7 @@ pub(super) async fn stats(
     )
     .await
     .map_or(b.config.deduplication_enabled, |p| p.deduplication);
-    Ok(Json(json!({
+    let mut out = json!({
         "msgRateIn": r.msg_in,
         "msgThroughputIn": r.bytes_in,
         "msgRateOut": r.msg_out,
@@ -138,8 +141,17 @@ pub(super) async fn stats(
         "publishers": publishers,
         "subscriptions": subs,
         "replication": topic.replication.stats_json(),
-        "deduplicationStatus": if dedup { "Enabled" } else { "Disabled" },
-    })))
+    });
+    if let Value::Object(fields) = &mut out {
+        // Lifecycle counters (backlog size and age, delayed and expired counts) replace the
+        // placeholders; the dedup status stays the policy's, which applies at once.
+        fields.extend(crate::lifecycle::stats::topic_fields(&topic));
+        fields.insert(
+            "deduplicationStatus".into(),
+            (if dedup { "Enabled" } else { "Disabled" }).into(),
+        );
+    }
+    Ok(Json(out))
 }
 
 async fn get_partitions(

@@ -45,11 +45,12 @@ impl Network {
 /// tests do not interfere. Cheap when nothing is blocked (one atomic load per RPC).
 pub mod faults {
     use std::collections::HashSet;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use parking_lot::RwLock;
 
     static ACTIVE: AtomicBool = AtomicBool::new(false);
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
     static BLOCKED: RwLock<Option<HashSet<(String, String)>>> = RwLock::new(None);
 
     /// Blocks Raft RPCs from `a` to `b` and from `b` to `a`.
@@ -83,15 +84,24 @@ pub mod faults {
         ACTIVE.store(false, Ordering::Release);
     }
 
-    /// Whether RPCs from `from` to `to` are currently dropped.
+    /// How many RPCs have been dropped in this process so far.
+    pub fn dropped() -> u64 {
+        DROPPED.load(Ordering::Relaxed)
+    }
+
+    /// Whether RPCs from `from` to `to` are currently dropped (counted when true).
     pub fn is_blocked(from: &str, to: &str) -> bool {
         if !ACTIVE.load(Ordering::Acquire) {
             return false;
         }
-        BLOCKED
+        let blocked = BLOCKED
             .read()
             .as_ref()
-            .is_some_and(|s| s.contains(&(from.to_string(), to.to_string())))
+            .is_some_and(|s| s.contains(&(from.to_string(), to.to_string())));
+        if blocked {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        blocked
     }
 }
 
@@ -157,7 +167,10 @@ impl PeerClient {
                 .clone()))));
         };
         if faults::is_blocked(&self.route.0, &self.route.1) {
-            let m = Msg(format!("rpc to node {}: partitioned (fault injection)", self.target));
+            let m = Msg(format!(
+                "rpc to node {}: partitioned (fault injection)",
+                self.target
+            ));
             return Err(RPCError::Unreachable(Unreachable::new(&m)));
         }
         let data = bincode::serialize(req)

@@ -66,20 +66,10 @@ enum MetadataCmd {
 
 fn main() {
     let cli = Cli::parse();
-    common::init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("magnetar-admin: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    common::init_tracing_quiet();
     let addrs = common::split_addrs(&cli.metadata);
     let admin_url = cli.admin_url.clone();
-    let result = rt.block_on(async move {
+    common::run_main("magnetar-admin", |_shutdown| async move {
         let rest = || cmd_admin::Rest::new(&admin_url);
         match cli.command {
             Command::Metadata(MetadataCmd::Status(args)) => {
@@ -100,8 +90,4 @@ fn main() {
             }
         }
     });
-    if let Err(e) = result {
-        eprintln!("magnetar-admin: {e:#}");
-        std::process::exit(1);
-    }
 }

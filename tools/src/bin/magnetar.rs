@@ -32,18 +32,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     common::init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("magnetar: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let result = rt.block_on(async move {
-        let shutdown = common::shutdown_on_signals();
+    common::run_main("magnetar", |shutdown| async move {
         match cli.command {
             Command::Standalone(args) => standalone::run(args, shutdown).await,
             Command::Metadata(args) => cmd_metadata::run(args, shutdown).await,
@@ -57,9 +46,4 @@ fn main() {
             Command::InitializeClusterMetadata(args) => cmd_init::run(args).await,
         }
     });
-    if let Err(e) = result {
-        tracing::error!("{e:#}");
-        eprintln!("magnetar: {e:#}");
-        std::process::exit(1);
-    }
 }
