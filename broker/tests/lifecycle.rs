@@ -92,6 +92,13 @@ async fn dedup_state_survives_abrupt_owner_change() -> anyhow::Result<()> {
 
 /// A broker with short lifecycle intervals and ledgers of 5 entries.
 async fn start_lifecycle_broker(meta: Arc<MemStore>) -> TestBroker {
+    start_lifecycle_broker_with(meta, |_| {}).await
+}
+
+async fn start_lifecycle_broker_with(
+    meta: Arc<MemStore>,
+    tune: impl FnOnce(&mut BrokerConfig),
+) -> TestBroker {
     let pl = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let hl = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (pulsar, http) = (
@@ -107,6 +114,7 @@ async fn start_lifecycle_broker(meta: Arc<MemStore>) -> TestBroker {
     config.lifecycle.min_ledger_rollover_secs = 0;
     // Tiny delayed index: only the delayed-delivery test here sends delayed messages.
     config.lifecycle.delayed_index_max_entries = 3;
+    tune(&mut config);
     let shutdown = CancellationToken::new();
     let sd = shutdown.clone();
     let ledgers = MemLedgers::new();
@@ -216,6 +224,38 @@ async fn retention_trims_only_ledgers_every_subscription_consumed() -> anyhow::R
     eventually("consumed ledgers to be trimmed", || async {
         Ok(ledgers(json(&meta, ml_key).await?) <= 2)
     })
+    .await
+}
+
+#[tokio::test]
+async fn without_a_retention_policy_consumed_ledgers_are_deleted_at_the_retention_check(
+) -> anyhow::Result<()> {
+    let meta = MemStore::new();
+    let b = start_lifecycle_broker_with(meta.clone(), |c| {
+        c.lifecycle.retention_check_interval_secs = 1;
+    })
+    .await;
+    let topic = "persistent://public/default/default-retention";
+    let mut c = Client::connect(b.pulsar, 20).await?;
+    c.subscribe(topic, "only", 1, 1).await?;
+    c.create_producer(topic, 1).await?;
+    let mut ids = Vec::new();
+    for seq in 0..20 {
+        c.publish(1, seq, b"d").await?;
+        let r = c.expect(Type::SendReceipt).await?;
+        ids.push(r.send_receipt.and_then(|r| r.message_id).expect("id"));
+    }
+    let ml_key = "/managed-ledgers/public/default/persistent/default-retention";
+    let ledgers = |v: serde_json::Value| v["ledgers"].as_array().map_or(0, Vec::len);
+    let before = ledgers(json(&meta, ml_key).await?);
+    assert!(before >= 4, "expected small ledgers, got {before}");
+    let last = ids.last().cloned().expect("ids");
+    c.send(commands::ack(1, AckType::Cumulative, vec![last]))
+        .await?;
+    eventually(
+        "consumed ledgers to be deleted by the default retention",
+        || async { Ok(ledgers(json(&meta, ml_key).await?) <= 2) },
+    )
     .await
 }
 

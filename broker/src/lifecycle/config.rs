@@ -21,6 +21,9 @@ pub struct LifecycleConfig {
     pub min_ledger_rollover_secs: u64,
     /// How long a producer creation waits under `producer_request_hold` before failing (ms).
     pub backlog_quota_hold_timeout_ms: u64,
+    /// Without a retention policy, how often consumed ledgers are deleted (seconds; Pulsar's
+    /// `retentionCheckIntervalInSeconds`).
+    pub retention_check_interval_secs: u64,
 }
 
 impl Default for LifecycleConfig {
@@ -31,6 +34,7 @@ impl Default for LifecycleConfig {
             delayed_index_max_entries: 100_000,
             min_ledger_rollover_secs: 600,
             backlog_quota_hold_timeout_ms: 1_000,
+            retention_check_interval_secs: 120,
         }
     }
 }
@@ -65,6 +69,9 @@ pub fn apply_env_overrides(config: &mut BrokerConfig) {
     }
     if let Some(v) = env_u64("MAGNETAR_BACKLOG_QUOTA_HOLD_TIMEOUT_MS") {
         l.backlog_quota_hold_timeout_ms = v;
+    }
+    if let Some(v) = env_u64("MAGNETAR_RETENTION_CHECK_INTERVAL_SECS") {
+        l.retention_check_interval_secs = v;
     }
     if let Some(v) = env_u64("MAGNETAR_MAX_ENTRIES_PER_LEDGER") {
         config.max_entries_per_ledger = v;

@@ -237,6 +237,9 @@ async fn check_topic(broker: &Broker, topic: &Arc<Topic>, cache: &mut PolicyCach
         snapshot_dedup(topic).await;
     }
     topic.log.set_retention(retention_of(&pol, explicit));
+    if !explicit {
+        default_retention_trim(broker, topic).await;
+    }
     lc.set_delayed_delivery(pol.delayed_delivery.active, &topic.subscriptions());
     if let Some(ttl) = pol.message_ttl {
         let every = Duration::from_secs(broker.config.lifecycle.message_expiry_check_interval_secs);
@@ -255,6 +258,27 @@ async fn check_topic(broker: &Broker, topic: &Arc<Topic>, cache: &mut PolicyCach
         }
     }
     check_quota(topic, &pol).await
+}
+
+/// Without a retention policy, consumed ledgers are deleted as in Pulsar's default (0 minutes,
+/// 0 MB), but lazily: once every `retention_check_interval_secs`, so data just consumed stays
+/// readable for a while (Pulsar, too, trims only on its retention check or a rollover).
+async fn default_retention_trim(broker: &Broker, topic: &Arc<Topic>) {
+    let every = Duration::from_secs(broker.config.lifecycle.retention_check_interval_secs);
+    {
+        let mut last = topic.lifecycle.last_default_trim.lock();
+        if last.elapsed() < every {
+            return;
+        }
+        *last = Instant::now();
+    }
+    let nothing_kept = crate::ml::RetentionPolicy {
+        time_minutes: 0,
+        size_mb: 0,
+    };
+    if let Err(e) = topic.log.trim(nothing_kept).await {
+        warn!(topic = %topic.name, error = %e, "deleting consumed ledgers failed");
+    }
 }
 
 /// Measures the backlog of the slowest durable subscription.

@@ -57,6 +57,8 @@ pub struct TopicLifecycle {
     /// Counters.
     pub counters: LifecycleCounters,
     pub(crate) last_ttl_check: Mutex<Option<std::time::Instant>>,
+    /// Last default-retention trim (deleting consumed ledgers when no policy is set).
+    pub(crate) last_default_trim: Mutex<std::time::Instant>,
     /// Woken whenever a tracked store completes.
     settled: tokio::sync::Notify,
 }
@@ -72,6 +74,7 @@ impl TopicLifecycle {
             block: Mutex::new(None),
             counters: LifecycleCounters::default(),
             last_ttl_check: Mutex::new(None),
+            last_default_trim: Mutex::new(std::time::Instant::now()),
             settled: tokio::sync::Notify::new(),
         }
     }

@@ -192,6 +192,11 @@ impl TopicLog for ManagedLog {
         self.ml.set_auto_trim(policy);
     }
 
+    async fn trim(&self, policy: ml::RetentionPolicy) -> Result<()> {
+        self.ml.trim(policy).await?;
+        Ok(())
+    }
+
     async fn close(&self) -> Result<()> {
         Ok(self.ml.close().await?)
     }

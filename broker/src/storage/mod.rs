@@ -85,6 +85,12 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Trims consumed data automatically under `policy` (`None`: keep everything).
     fn set_retention(&self, _policy: Option<crate::ml::RetentionPolicy>) {}
 
+    /// Deletes now the ledgers that every durable cursor has passed and `policy` no longer
+    /// needs.
+    async fn trim(&self, _policy: crate::ml::RetentionPolicy) -> Result<()> {
+        Ok(())
+    }
+
     /// False once the log failed or lost ownership; the topic must then be reopened.
     fn is_healthy(&self) -> bool {
         true
