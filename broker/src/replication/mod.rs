@@ -140,10 +140,10 @@ impl TopicReplication {
             if running.contains_key(remote) {
                 continue;
             }
+            // The backlog stays 0 until the replicator's cursor is open and reports it: a
+            // replicator restarted during a remote outage must not show the whole topic as
+            // backlog in between.
             let stats = Arc::new(ReplicatorStats::default());
-            // Until the cursor is open, everything stored counts as backlog (it starts at
-            // the earliest entry when new).
-            stats.backlog.store(topic.log.entries(), Ordering::Relaxed);
             let stop = self.closed.child_token();
             let ctx = replicator::ReplicatorCtx {
                 topic: topic.clone(),
