@@ -136,15 +136,13 @@ pub(super) async fn stats(
         "msgInCounter": msg_in,
         "bytesInCounter": bytes_in,
         "averageMsgSize": if msg_in > 0 { bytes_in as f64 / msg_in as f64 } else { 0.0 },
-        "storageSize": topic.log.size_bytes(),
-        "backlogSize": 0,
         "publishers": publishers,
         "subscriptions": subs,
         "replication": topic.replication.stats_json(),
     });
     if let Value::Object(fields) = &mut out {
-        // Lifecycle counters (backlog size and age, delayed and expired counts) replace the
-        // placeholders; the dedup status stays the policy's, which applies at once.
+        // Lifecycle fields (storage and backlog size, backlog age, expired and duplicate
+        // counts); the dedup status stays the policy's, which applies at once.
         fields.extend(crate::lifecycle::stats::topic_fields(&topic));
         fields.insert(
             "deduplicationStatus".into(),
