@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (idempotently) the Python virtualenv used by tests/python: the official
-# Apache Pulsar Python client plus pytest. Prints the venv's python path on stdout.
+# Apache Pulsar Python client plus pytest, and schemathesis for the OpenAPI-driven admin test. Prints the venv's python path on stdout.
 #
 #   VENV_PY=$(scripts/python-venv.sh)
 #   MAGNETAR_BIN=.../magnetar "$(dirname "$VENV_PY")/pytest" tests/python -q
@@ -12,6 +12,8 @@ VENV="${MAGNETAR_VENV:-$HOME/.cache/magnetar-venv}"
 PULSAR_CLIENT_VERSION="3.13.0"
 PYTEST_VERSION="9.2.0"
 PYTEST_TIMEOUT_VERSION="2.4.0"
+SCHEMATHESIS_VERSION="4.32.5"
+FASTAVRO_VERSION="1.13.1"  # pulsar.schema.AvroSchema (test_schema.py)
 
 log() { echo "python-venv: $*" >&2; }
 
@@ -37,10 +39,11 @@ PY="$VENV/bin/python"
 
 # Install only when something pinned is missing or at another version (idempotent, offline-friendly).
 need_install=0
-"$PY" - "$PULSAR_CLIENT_VERSION" "$PYTEST_VERSION" "$PYTEST_TIMEOUT_VERSION" <<'PYEOF' || need_install=1
+"$PY" - "$PULSAR_CLIENT_VERSION" "$PYTEST_VERSION" "$PYTEST_TIMEOUT_VERSION" "$FASTAVRO_VERSION" <<'PYEOF' || need_install=1
 import sys
 from importlib.metadata import version, PackageNotFoundError
-want = {"pulsar-client": sys.argv[1], "pytest": sys.argv[2], "pytest-timeout": sys.argv[3]}
+want = {"pulsar-client": sys.argv[1], "pytest": sys.argv[2], "pytest-timeout": sys.argv[3],
+        "fastavro": sys.argv[4]}
 for name, ver in want.items():
     try:
         if version(name) != ver:
@@ -54,7 +57,8 @@ if [ "$need_install" = 1 ]; then
     "$PY" -m pip install -q --disable-pip-version-check \
         "pulsar-client==$PULSAR_CLIENT_VERSION" \
         "pytest==$PYTEST_VERSION" \
-        "pytest-timeout==$PYTEST_TIMEOUT_VERSION" >&2
+        "pytest-timeout==$PYTEST_TIMEOUT_VERSION" \
+        "fastavro==$FASTAVRO_VERSION" >&2
 fi
 
 echo "$PY"

@@ -69,6 +69,7 @@ fn disk_usage(dir: &std::path::Path) -> Option<(f64, u64)> {
 
 /// Applies the read-only hysteresis; returns free bytes.
 pub(crate) fn check_disk(config: &BookieConfig, storage: &Storage) -> u64 {
+    storage.measure_disk_used();
     let Some((used, free)) = disk_usage(&config.data_dir) else {
         return 0;
     };

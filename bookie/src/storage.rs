@@ -5,9 +5,14 @@
 //! value = fenced flag + LAC. Every mutation goes through one dedicated writer thread that
 //! drains its queue into a single `WriteBatch` written with `sync = true` (group commit), then
 //! completes every waiter of that batch. Reads run on the blocking pool, never on async workers.
+//! Deleting a ledger also gives its disk space back: see [`reclaim`] (flush + compaction of
+//! the deleted key range on a thread of its own). The bytes the data directory takes are
+//! reported as the gauge `magnetar_bookie_disk_used_bytes{bookie}`.
+
+mod reclaim;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +28,8 @@ type Result<T> = std::result::Result<T, LedgerError>;
 
 const CF_ENTRIES: &str = "entries";
 const CF_LEDGERS: &str = "ledgers";
+/// Fraction of the oldest blob files whose live values compaction relocates (blob GC).
+const BLOB_GC_AGE_CUTOFF: f64 = 0.5;
 /// Most operations folded into one group-commit batch.
 const MAX_BATCH_OPS: usize = 8192;
 /// Most payload bytes folded into one group-commit batch.
@@ -108,6 +115,12 @@ impl Inner {
     fn db(&self) -> Result<Arc<DB>> {
         self.db.read().clone().ok_or(LedgerError::Shutdown)
     }
+
+    fn record_disk_used(&self, bytes: u64) {
+        self.disk_used.store(bytes, Ordering::Relaxed);
+        metrics::gauge!("magnetar_bookie_disk_used_bytes", "bookie" => self.bookie.clone())
+            .set(bytes as f64);
+    }
 }
 
 fn storage_err(e: rocksdb::Error) -> LedgerError {
@@ -163,6 +176,10 @@ struct Inner {
     /// Bumped after every committed batch; LAC long-pollers wait on it.
     changes: watch::Sender<u64>,
     batches: AtomicU64,
+    /// The data directory.
+    dir: PathBuf,
+    /// Bytes of the data directory at the last measurement.
+    disk_used: AtomicU64,
 }
 
 impl Storage {
@@ -181,6 +198,10 @@ impl Storage {
         entries.set_min_blob_size(4096);
         entries.set_blob_file_size(256 * 1024 * 1024);
         entries.set_enable_blob_gc(true);
+        // Blob files that are mostly garbage (deleted ledgers) are rewritten by compaction so
+        // their space comes back even while a live ledger still shares them.
+        entries.set_blob_gc_age_cutoff(BLOB_GC_AGE_CUTOFF);
+        entries.set_blob_gc_force_threshold(0.5);
         entries.set_write_buffer_size(64 * 1024 * 1024);
         entries.set_max_write_buffer_number(4);
         entries.set_target_file_size_base(64 * 1024 * 1024);
@@ -214,12 +235,17 @@ impl Storage {
             faults: Arc::new(Faults::default()),
             changes,
             batches: AtomicU64::new(0),
+            dir: dir.to_path_buf(),
+            disk_used: AtomicU64::new(0),
         });
+        inner.record_disk_used(reclaim::dir_size(dir));
+        let reclaim_tx = reclaim::spawn(inner.clone())
+            .map_err(|e| LedgerError::Storage(format!("spawn reclaim thread: {e}")))?;
         let (tx, rx) = mpsc::channel(65_536);
         let thread_inner = inner.clone();
         std::thread::Builder::new()
             .name(format!("bookie-writer-{bookie}"))
-            .spawn(move || writer_loop(thread_inner, rx))
+            .spawn(move || writer_loop(thread_inner, rx, reclaim_tx))
             .map_err(|e| LedgerError::Storage(format!("spawn writer thread: {e}")))?;
         Ok(Storage { inner, tx })
     }
@@ -240,6 +266,19 @@ impl Storage {
     /// Whether the store is read-only.
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the data directory takes on disk (measured now; also updates the gauge).
+    /// Blocking: call from a blocking thread.
+    pub fn measure_disk_used(&self) -> u64 {
+        let bytes = reclaim::dir_size(&self.inner.dir);
+        self.inner.record_disk_used(bytes);
+        bytes
+    }
+
+    /// Bytes the data directory took at the last measurement.
+    pub fn disk_used_bytes(&self) -> u64 {
+        self.inner.disk_used.load(Ordering::Relaxed)
     }
 
     /// Group-commit batches written so far.
@@ -421,7 +460,11 @@ enum Done {
 }
 
 /// The group-commit loop: one synced `WriteBatch` per drain of the queue.
-fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
+fn writer_loop(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<Op>,
+    reclaim: std::sync::mpsc::Sender<u64>,
+) {
     let Ok(db) = inner.db() else { return };
     let entries_cf = db.cf_handle(CF_ENTRIES).expect("created on open");
     let ledgers_cf = db.cf_handle(CF_LEDGERS).expect("created on open");
@@ -447,6 +490,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
         let started = Instant::now();
         let mut batch = WriteBatch::default();
         let mut staged: HashMap<u64, Option<LedgerState>> = HashMap::new();
+        let mut deleted: Vec<u64> = Vec::new();
         let mut done = Vec::with_capacity(ops.len());
         let read_only = inner.read_only.load(Ordering::SeqCst);
         let n_ops = ops.len();
@@ -499,6 +543,7 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                     );
                     batch.delete_cf(&ledgers_cf, l.to_be_bytes());
                     staged.insert(l, None);
+                    deleted.push(l);
                     done.push(Done::Unit(tx, Ok(())));
                 }
                 Op::Close(tx) => {
@@ -546,6 +591,10 @@ fn writer_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Op>) {
                         Some(s) => ledgers.insert(l, s),
                         None => ledgers.remove(&l),
                     };
+                }
+                for l in deleted {
+                    // The reclaim thread lives as long as this sender.
+                    let _ = reclaim.send(l);
                 }
             }
             Err(e) => {

@@ -45,7 +45,14 @@ pub struct Broker {
     next_key: AtomicU64,
     /// Cluster mode (bundle ownership); unset in standalone, where this broker serves all.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Producer names reserved but not handed out yet: (last handed out, last reserved).
+    name_block: Mutex<(u64, u64)>,
+    /// In-memory windows of the `non-persistent://` topics loaded here.
+    volatile: Arc<crate::storage::volatile::VolatileStorage>,
 }
+
+/// Producer names reserved from the metadata counter at a time.
+const PRODUCER_NAME_BLOCK: u64 = 1000;
 
 /// Metadata key marking that a (non-partitioned) topic exists.
 pub fn topic_key(t: &TopicName) -> String {
@@ -78,6 +85,8 @@ impl Broker {
             topics: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             cluster: std::sync::OnceLock::new(),
+            name_block: Mutex::new((0, 0)),
+            volatile: crate::storage::volatile::VolatileStorage::new(Default::default()),
         }
     }
 
@@ -88,12 +97,39 @@ impl Broker {
 
     /// A generated producer name `{cluster}-{n}`, unique across restarts.
     pub async fn producer_name(&self) -> String {
-        let n = match self.metadata.increment("/counters/producer-name", 1).await {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(error = %e, "producer name counter unavailable");
-                1_000_000 + self.next_key()
-            }
+        let n = {
+            let mut block = self.name_block.lock();
+            (block.0 < block.1).then(|| {
+                block.0 += 1;
+                block.0
+            })
+        };
+        let n = match n {
+            Some(n) => n,
+            // Names come from blocks reserved in the metadata service: one write per
+            // PRODUCER_NAME_BLOCK producers instead of one per producer.
+            None => match self
+                .metadata
+                .increment("/counters/producer-name", PRODUCER_NAME_BLOCK)
+                .await
+            {
+                Ok(end) => {
+                    let start = end.saturating_sub(PRODUCER_NAME_BLOCK) + 1;
+                    let mut block = self.name_block.lock();
+                    *block = (start, end);
+                    start
+                }
+                Err(e) => {
+                    // Never reuse a name another producer may hold (deduplication keys
+                    // on it): fall back to a random one.
+                    warn!(error = %e, "producer name counter unavailable");
+                    return format!(
+                        "{}-r{:016x}",
+                        self.config.cluster_name,
+                        rand::random::<u64>()
+                    );
+                }
+            },
         };
         format!("{}-{}", self.config.cluster_name, n)
     }
@@ -125,11 +161,6 @@ impl Broker {
         if self.shutdown.is_cancelled() {
             return Err(BrokerError::ServiceNotReady("broker shutting down".into()));
         }
-        if !name.persistent {
-            return Err(BrokerError::InvalidRequest(
-                "non-persistent topics are not supported".into(),
-            ));
-        }
         if let Some(cluster) = self.cluster.get() {
             cluster.check_owned(name).await?;
         }
@@ -153,9 +184,16 @@ impl Broker {
         };
         let res = cell
             .get_or_try_init(|| async {
-                let exists = self.topic_exists(name).await?;
+                // Non-persistent topics live only in memory: no metadata record, always
+                // creatable, as in Pulsar.
+                let exists = !name.persistent || self.topic_exists(name).await?;
                 if !exists {
-                    if !(create && self.config.allow_auto_topic_creation) {
+                    // A partition of a partitioned topic exists once the partitioned topic
+                    // does (as in Pulsar), whatever the auto-creation policy says.
+                    let index = name.partition_index();
+                    let declared =
+                        index >= 0 && self.partitions(&name.base()).await? > index as u32;
+                    if !(declared || create && self.config.allow_auto_topic_creation) {
                         return Err(BrokerError::TopicNotFound(name.to_string()));
                     }
                     if self.partitions(&name.base()).await? > 0 && name.partition_index() < 0 {
@@ -174,13 +212,23 @@ impl Broker {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let log = self.storage.open(&name.ledger_name()).await?;
+                let log = if name.persistent {
+                    self.storage.open(&name.ledger_name()).await?
+                } else {
+                    self.volatile.open(&name.ledger_name()).await?
+                };
                 let topic = Arc::new(Topic::new(
                     name.clone(),
                     log.clone(),
                     self.config.deduplication_enabled,
                     self.config.dispatch_max_read_entries,
                 ));
+                if log
+                    .properties()
+                    .contains_key(crate::storage::TERMINATED_PROPERTY)
+                {
+                    topic.terminate(); // terminated before a restart or move
+                }
                 crate::lifecycle::on_topic_loaded(self, &topic).await?;
                 // Durable subscriptions exist before any consumer comes back (stats,
                 // admin); the first consumer sets their type.

@@ -55,6 +55,9 @@ pub enum BrokerError {
     /// JSON (de)serialization of metadata values failed.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),
+    /// A schema whose type differs from the topic's schema.
+    #[error("incompatible schema: {0}")]
+    IncompatibleSchema(String),
 }
 
 /// Pulsar's `ServerError` codes (values fixed by the protocol).
@@ -97,7 +100,7 @@ impl BrokerError {
             BrokerError::ConsumerBusy(_) => ServerErrorCode::ConsumerBusy,
             BrokerError::TopicTerminated(_) => ServerErrorCode::TopicTerminatedError,
             BrokerError::ServiceNotReady(_) => ServerErrorCode::ServiceNotReady,
-            BrokerError::InvalidRequest(_) => ServerErrorCode::UnknownError,
+            BrokerError::InvalidRequest(_) => ServerErrorCode::NotAllowedError,
             BrokerError::ManagedLedger(e) if e.is_fenced() => ServerErrorCode::ServiceNotReady,
             BrokerError::ManagedLedger(crate::ml::MlError::Closed(_)) => {
                 ServerErrorCode::ServiceNotReady
@@ -106,6 +109,7 @@ impl BrokerError {
                 ServerErrorCode::PersistenceError
             }
             BrokerError::Metadata(_) => ServerErrorCode::MetadataError,
+            BrokerError::IncompatibleSchema(_) => ServerErrorCode::IncompatibleSchema,
             BrokerError::BacklogQuotaExceeded { hold: true, .. } => {
                 ServerErrorCode::ProducerBlockedQuotaExceededError
             }

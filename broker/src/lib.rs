@@ -22,6 +22,7 @@ pub mod names;
 pub mod policies;
 pub mod position;
 pub mod replication;
+pub mod schema;
 pub mod service;
 pub mod storage;
 pub mod subscription;

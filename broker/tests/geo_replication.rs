@@ -1,7 +1,8 @@
 //! Geo-replication between two in-process brokers (clusters `a` and `b`): messages produced
 //! in `a` reach `b` once, in order, marked `replicated_from = a`, never looping back, and a
 //! restart of `a`'s broker resumes replication from its durable cursor without duplicates
-//! (ledgers roll over every 37 entries, so reads cross ledgers).
+//! (ledgers roll over every 37 entries, so reads cross ledgers), also when no client comes
+//! back to the restarted broker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -215,6 +216,32 @@ async fn replicated_namespace_drops_resent_sequence_ids() -> Result<()> {
     }
     let got = receive(&on_b, 3, Duration::from_millis(800)).await?;
     assert_eq!(payloads(&got), vec!["m-1", "m-2", "m-3"]);
+    b.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_broker_drains_its_backlog_without_clients() -> Result<()> {
+    let a = Cluster::start("a", MemStore::new(), MemLedgers::new()).await;
+    let b = Cluster::start("b", MemStore::new(), MemLedgers::new()).await;
+    // b is unreachable from a until a restarts: everything a stores is backlog.
+    a.configure(b.name, "pulsar://127.0.0.1:1").await;
+    // b deduplicates but does not replicate back: no replicator of b loads the topic on a.
+    b.configure(a.name, &a.url).await;
+    b.put(
+        "/namespaces/geo/ns",
+        serde_json::json!({"replication_clusters": ["b"], "deduplicationEnabled": true}),
+    )
+    .await;
+    let (_cb, on_b) = subscribe(&b.url, "s").await.context("subscribe on b")?;
+    produce(&a.url, 0..50).await?;
+    let (md, lg) = a.stop().await;
+    let a = Cluster::start("a", md, lg).await;
+    a.configure(b.name, &b.url).await;
+    // No client comes back to a: its broker loads the replicated topic by itself.
+    let got = receive(&on_b, 50, Duration::from_millis(800)).await?;
+    assert_eq!(payloads(&got), expected(0..50));
+    a.stop().await;
     b.stop().await;
     Ok(())
 }

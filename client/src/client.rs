@@ -10,6 +10,7 @@ use std::time::Duration;
 use magnetar_proto::pulsar::command_lookup_topic_response::LookupType;
 use tokio::sync::Mutex;
 
+use crate::auth::Authentication;
 use crate::connection::{Connection, ConnectionOptions};
 use crate::consumer::ConsumerBuilder;
 use crate::error::{Error, Result};
@@ -77,6 +78,13 @@ impl ClientBuilder {
     /// Sends `method` and `data` as credentials in CONNECT (e.g. `"token"`).
     pub fn auth(mut self, method: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
         self.opts.auth = Some((method.into(), data.into()));
+        self
+    }
+
+    /// Credentials hook, asked at every new connection and every AUTH_CHALLENGE (replaces
+    /// [`ClientBuilder::auth`]).
+    pub fn authentication(mut self, auth: Arc<dyn Authentication>) -> Self {
+        self.opts.authentication = Some(auth);
         self
     }
 

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{AuthProvider, StaticAuth};
 use crate::error::{Error, Result};
 use crate::wire::{commands, Outbound, Payload, PulsarCodec, FRAME_PADDING, PROTOCOL_VERSION};
 
@@ -49,6 +50,34 @@ struct Shared {
     consumers: Mutex<HashMap<u64, mpsc::UnboundedSender<ConsumerEvent>>>,
     closed: CancellationToken,
     last_seen: Mutex<Instant>,
+    auth: Option<AuthProvider>,
+}
+
+const CLIENT_VERSION: &str = concat!("magnetar-client-", env!("CARGO_PKG_VERSION"));
+
+/// The AUTH_RESPONSE to a challenge: `None` without a provider (the broker then closes
+/// the connection, as it would for wrong credentials).
+fn auth_response(
+    provider: Option<&AuthProvider>,
+    challenge: &magnetar_proto::pulsar::CommandAuthChallenge,
+) -> Option<Result<BaseCommand>> {
+    use crate::wire::commands::IntoCommand;
+    let p = provider?;
+    let data = challenge
+        .challenge
+        .as_ref()
+        .and_then(|c| c.auth_data.as_deref());
+    Some(p.data(data).map(|d| {
+        magnetar_proto::pulsar::CommandAuthResponse {
+            client_version: Some(CLIENT_VERSION.to_owned()),
+            response: Some(magnetar_proto::pulsar::AuthData {
+                auth_method_name: Some(p.method()),
+                auth_data: Some(d),
+            }),
+            protocol_version: Some(PROTOCOL_VERSION),
+        }
+        .into_command()
+    }))
 }
 
 /// A handle to a broker connection; clones share the socket.
@@ -76,8 +105,22 @@ pub struct ConnectionOptions {
     pub connect_timeout: Duration,
     /// Interval between PINGs; the connection is dropped after two silent intervals.
     pub keepalive: Duration,
-    /// Optional auth method name and data sent in CONNECT.
+    /// Optional auth method name and data sent in CONNECT (used when `authentication`
+    /// is `None`).
     pub auth: Option<(String, Vec<u8>)>,
+    /// Credentials hook, asked at every CONNECT and AUTH_CHALLENGE.
+    pub authentication: Option<AuthProvider>,
+}
+
+impl ConnectionOptions {
+    /// The credentials hook in effect, if any.
+    fn provider(&self) -> Option<AuthProvider> {
+        self.authentication.clone().or_else(|| {
+            self.auth
+                .as_ref()
+                .map(|(m, d)| Arc::new(StaticAuth::new(m.clone(), d.clone())) as AuthProvider)
+        })
+    }
 }
 
 impl Default for ConnectionOptions {
@@ -86,6 +129,7 @@ impl Default for ConnectionOptions {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(30),
             auth: None,
+            authentication: None,
         }
     }
 }
@@ -99,16 +143,20 @@ impl Connection {
         ids: Arc<AtomicU64>,
     ) -> Result<Self> {
         let timeout = opts.connect_timeout;
+        let provider = opts.provider();
         let fut = async {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
             let mut framed = Framed::new(stream, PulsarCodec::default());
-            let auth = opts.auth.as_ref().map(|(m, d)| (m.as_str(), d.clone()));
+            let auth = match &provider {
+                Some(p) => Some((p.method(), p.data(None)?)),
+                None => None,
+            };
             framed
                 .send(Outbound::from(commands::connect(
-                    concat!("magnetar-client-", env!("CARGO_PKG_VERSION")),
+                    CLIENT_VERSION,
                     PROTOCOL_VERSION,
-                    auth,
+                    auth.as_ref().map(|(m, d)| (m.as_str(), d.clone())),
                 )))
                 .await?;
             loop {
@@ -128,6 +176,12 @@ impl Connection {
                         return Err(Error::server(e.error, e.message));
                     }
                     Some(Type::Ping) => framed.send(Outbound::from(commands::pong())).await?,
+                    Some(Type::AuthChallenge) => {
+                        let challenge = frame.command.auth_challenge.unwrap_or_default();
+                        if let Some(r) = auth_response(provider.as_ref(), &challenge) {
+                            framed.send(Outbound::from(r?)).await?;
+                        }
+                    }
                     _ => {
                         return Err(Error::UnexpectedResponse {
                             expected: "CONNECTED",
@@ -160,6 +214,7 @@ impl Connection {
             consumers: Mutex::new(HashMap::new()),
             closed: CancellationToken::new(),
             last_seen: Mutex::new(Instant::now()),
+            auth: provider,
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let (sink, stream) = framed.split();
@@ -389,6 +444,18 @@ fn dispatch(
             let _ = tx.send(Outbound::from(commands::pong()));
         }
         Some(Type::Pong) => {}
+        Some(Type::AuthChallenge) => {
+            let challenge = cmd.auth_challenge.unwrap_or_default();
+            match auth_response(shared.auth.as_ref(), &challenge) {
+                Some(Ok(r)) => {
+                    let _ = tx.send(Outbound::from(r));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(addr = %shared.addr, error = %e, "cannot refresh credentials")
+                }
+                None => tracing::warn!(addr = %shared.addr, "auth challenge without credentials"),
+            }
+        }
         Some(Type::SendReceipt) => {
             if let Some(r) = cmd.send_receipt {
                 if let Some(p) = shared.producers.lock().get(&r.producer_id) {

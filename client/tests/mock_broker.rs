@@ -1,5 +1,8 @@
 //! The client library produces, consumes, batches, compresses and reconnects correctly
-//! against an in-process mock broker that speaks the Pulsar binary protocol.
+//! against an in-process mock broker that speaks the Pulsar binary protocol: pending sends
+//! are resent after the broker closes a producer, also when the topic moved to another
+//! broker (re-lookup); the pending queue is bounded; the authentication hook supplies
+//! CONNECT credentials and answers AUTH_CHALLENGE.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +34,16 @@ struct State {
     /// Entry ids acked, per topic.
     acked: HashMap<String, std::collections::HashSet<u64>>,
     subscribes: usize,
+    /// Send AUTH_CHALLENGE during the handshake and once more right after CONNECTED.
+    challenge: bool,
+    /// (method, data) of every CONNECT and AUTH_RESPONSE, in arrival order.
+    credentials: Vec<(String, Vec<u8>)>,
+    /// Lookups answer with this broker URL instead of the serving broker's own.
+    lookup_to: Option<String>,
+    /// URL of the broker that served each PRODUCER command.
+    producer_brokers: Vec<String>,
+    /// Store SENDs but never answer them with a receipt.
+    withhold_receipts: bool,
 }
 
 async fn start_broker(state: Arc<Mutex<State>>) -> String {
@@ -69,7 +82,35 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, url: String) {
             let _ = tx.send(Outbound::from(c));
         };
         match commands::command_type(&cmd) {
-            Some(Type::Connect) => reply(commands::connected("mock", 21, 5 << 20, None)),
+            Some(Type::Connect) => {
+                let c = cmd.connect.expect("body");
+                let mut st = state.lock();
+                st.credentials.push((
+                    c.auth_method_name.unwrap_or_default(),
+                    c.auth_data.unwrap_or_default(),
+                ));
+                if st.challenge {
+                    reply(auth_challenge(b"step-1"));
+                } else {
+                    reply(commands::connected("mock", 21, 5 << 20, None));
+                }
+            }
+            Some(Type::AuthResponse) => {
+                let r = cmd.auth_response.and_then(|r| r.response).expect("body");
+                let n = {
+                    let mut st = state.lock();
+                    st.credentials.push((
+                        r.auth_method_name.unwrap_or_default(),
+                        r.auth_data.unwrap_or_default(),
+                    ));
+                    st.credentials.len()
+                };
+                if n == 2 {
+                    // Handshake answered: connect, then ask for a refresh at once.
+                    reply(commands::connected("mock", 21, 5 << 20, None));
+                    reply(auth_challenge(b"refresh"));
+                }
+            }
             Some(Type::Ping) => reply(commands::pong()),
             Some(Type::PartitionedMetadata) => {
                 let r = cmd.partition_metadata.expect("body");
@@ -77,12 +118,21 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, url: String) {
             }
             Some(Type::Lookup) => {
                 let r = cmd.lookup_topic.expect("body");
-                reply(commands::lookup_connect(r.request_id, &url, true, false));
+                let owner = state
+                    .lock()
+                    .lookup_to
+                    .clone()
+                    .unwrap_or_else(|| url.clone());
+                reply(commands::lookup_connect(r.request_id, &owner, true, false));
             }
             Some(Type::Producer) => {
                 let p = cmd.producer.expect("body");
                 producer_topics.insert(p.producer_id, p.topic.clone());
-                state.lock().producers_created += 1;
+                {
+                    let mut st = state.lock();
+                    st.producers_created += 1;
+                    st.producer_brokers.push(url.clone());
+                }
                 reply(commands::producer_success(
                     p.request_id,
                     "mock-producer",
@@ -119,8 +169,12 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, url: String) {
                 let topic = producer_topics[&s.producer_id].clone();
                 let entry = {
                     let mut st = state.lock();
+                    let withhold = st.withhold_receipts;
                     let v = st.topics.entry(topic).or_default();
                     v.push(payload.raw.clone());
+                    if withhold {
+                        continue;
+                    }
                     v.len() as u64 - 1
                 };
                 reply(
@@ -212,6 +266,18 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, url: String) {
             consumers.remove(&c);
         }
     }
+}
+
+fn auth_challenge(data: &[u8]) -> magnetar_client::wire::proto::BaseCommand {
+    magnetar_client::wire::proto::CommandAuthChallenge {
+        server_version: Some("mock".into()),
+        challenge: Some(magnetar_client::wire::proto::AuthData {
+            auth_method_name: Some("token".into()),
+            auth_data: Some(data.to_vec()),
+        }),
+        protocol_version: Some(21),
+    }
+    .into_command()
 }
 
 async fn consume_n(client: &PulsarClient, topic: &str, n: usize) -> Vec<String> {
@@ -306,6 +372,90 @@ async fn producer_resends_pending_after_broker_close() {
     assert_eq!(got, want, "every message stored once, in order");
 }
 
+/// The topic moves from broker A to broker B: A closes the producer, the lookup now names
+/// B, and the producer re-looks the topic up and resends its pending message to B.
+#[tokio::test]
+async fn producer_follows_a_topic_that_moved_to_another_broker() {
+    let state = Arc::new(Mutex::new(State::default()));
+    let a = start_broker(state.clone()).await;
+    let b = start_broker(state.clone()).await;
+    let client = PulsarClient::new(a.clone()).expect("client");
+    let producer = client
+        .producer()
+        .topic("moving")
+        .create()
+        .await
+        .expect("producer");
+    producer.send_and_wait("m0").await.expect("send");
+    {
+        let mut st = state.lock();
+        st.lookup_to = Some(b.clone());
+        st.close_producer_after = Some(2); // A drops m1 and closes the producer
+    }
+    let id = tokio::time::timeout(Duration::from_secs(10), producer.send_and_wait("m1"))
+        .await
+        .expect("receipt in time")
+        .expect("receipt");
+    assert_eq!(id.entry_id, 1);
+    assert_eq!(state.lock().producer_brokers, vec![a, b]);
+    producer.close().await.expect("close");
+    assert_eq!(consume_n(&client, "moving", 2).await, vec!["m0", "m1"]);
+}
+
+/// `max_pending` bounds what a producer holds without receipts: a blocking producer's
+/// `send` waits once it is reached; a non-blocking one fails with `QueueFull`.
+#[tokio::test]
+async fn full_pending_queue_blocks_send_or_fails_fast() {
+    let state = Arc::new(Mutex::new(State {
+        withhold_receipts: true,
+        ..State::default()
+    }));
+    let url = start_broker(state.clone()).await;
+    let client = PulsarClient::new(url).expect("client");
+    for blocking in [false, true] {
+        let topic = format!("full-{blocking}");
+        let producer = client
+            .producer()
+            .topic(&topic)
+            .max_pending(2)
+            .block_if_queue_full(blocking)
+            .create()
+            .await
+            .expect("producer");
+        let mut receipts = Vec::new();
+        for i in 0..2 {
+            receipts.push(producer.send(format!("m{i}")).await.expect("queue"));
+        }
+        // Both are on the broker (unanswered), so the producer's pending queue is full...
+        let full = format!("persistent://public/default/{topic}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while state.lock().topics.get(&full).map_or(0, Vec::len) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sends never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // ...and two more fill the hand-off channel to the producer task.
+        for i in 2..4 {
+            receipts.push(producer.send(format!("m{i}")).await.expect("queue"));
+        }
+        if blocking {
+            let waited =
+                tokio::time::timeout(Duration::from_millis(300), producer.send("m4")).await;
+            assert!(waited.is_err(), "send returned although the queue is full");
+        } else {
+            let r = producer.send("m4").await;
+            assert!(matches!(r, Err(magnetar_client::Error::QueueFull)), "{r:?}");
+        }
+        assert_eq!(
+            state.lock().topics[&full].len(),
+            2,
+            "more than max_pending in flight"
+        );
+    }
+}
+
 #[tokio::test]
 async fn consumer_resubscribes_after_broker_close_and_gets_everything() {
     let state = Arc::new(Mutex::new(State {
@@ -343,4 +493,63 @@ async fn consumer_resubscribes_after_broker_close_and_gets_everything() {
     }
     assert!(state.lock().subscribes >= 2, "consumer resubscribed");
     consumer.close().await.expect("close");
+}
+
+/// Answers each request with `token-<n>:<challenge>`, counting calls.
+#[derive(Debug, Default)]
+struct CountingToken(std::sync::atomic::AtomicUsize);
+
+impl magnetar_client::Authentication for CountingToken {
+    fn method(&self) -> String {
+        "token".into()
+    }
+
+    fn data(&self, challenge: Option<&[u8]>) -> magnetar_client::Result<Vec<u8>> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let c = challenge.map(|c| String::from_utf8_lossy(c).into_owned());
+        Ok(format!("token-{n}:{}", c.unwrap_or_default()).into_bytes())
+    }
+}
+
+#[tokio::test]
+async fn authentication_hook_supplies_connect_credentials_and_answers_challenges() {
+    let state = Arc::new(Mutex::new(State {
+        challenge: true,
+        ..State::default()
+    }));
+    let url = start_broker(state.clone()).await;
+    let client = PulsarClient::builder(url)
+        .authentication(Arc::new(CountingToken::default()))
+        .build()
+        .expect("client");
+    // The first request needs the handshake (with its challenge) to complete.
+    let producer = client
+        .producer()
+        .topic("auth")
+        .create()
+        .await
+        .expect("producer");
+    producer.send_and_wait("x").await.expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while state.lock().credentials.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refresh never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let creds: Vec<(String, String)> = state
+        .lock()
+        .credentials
+        .iter()
+        .map(|(m, d)| (m.clone(), String::from_utf8_lossy(d).into_owned()))
+        .collect();
+    assert_eq!(
+        creds,
+        vec![
+            ("token".to_owned(), "token-0:".to_owned()),
+            ("token".to_owned(), "token-1:step-1".to_owned()),
+            ("token".to_owned(), "token-2:refresh".to_owned()),
+        ]
+    );
 }

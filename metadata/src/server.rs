@@ -214,7 +214,17 @@ pub async fn run(
     let transport = RaftTransportServer::new(TransportService::new(raft.clone()))
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // `tcp_nodelay` below only applies to listeners tonic binds itself: set it on every
+    // accepted stream, or Nagle + delayed ACK add ~40 ms to responses.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        },
+    );
     let stop = node_shutdown.clone();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)

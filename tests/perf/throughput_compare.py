@@ -89,7 +89,7 @@ def python_phase(url, topic):
 
 def perf_phase(perf_bin, url, topic):
     out = subprocess.run(
-        [perf_bin, "--url", url, "produce", topic, "-r", "0", "--time", str(int(PHASE_S)),
+        [perf_bin, "--service-url", url, "produce", topic, "-r", "0", "--duration", str(int(PHASE_S)),
          "-s", str(SIZE), "--batch-max-messages", "1000", "--batch-max-bytes", str(128 * 1024),
          "--batch-delay-ms", "1", "--max-pending", "10000", "--compression", "none"],
         capture_output=True, text=True, timeout=PHASE_S + 90)

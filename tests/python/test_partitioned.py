@@ -74,3 +74,18 @@ def test_partitioned_round_robin_without_keys(standalone, client):
     got = receive_n(cons, 30, ack=True)
     assert sorted(m.data() for m in got) == sorted(sent)
     assert len({m.topic_name() for m in got}) == 3, "round-robin did not use all partitions"
+
+
+def test_partitions_exist_before_first_use(standalone):
+    """As in Pulsar, the partitions of a partitioned topic exist once it is created: their
+    stats are served before any client used them; an index past the count is unknown."""
+    from conftest import http_get
+    name = f"unused-{uuid.uuid4().hex[:8]}"
+    standalone.create_partitioned_topic(name, 2)
+    base = f"{standalone.http_url}/admin/v2/persistent/public/default/{name}"
+    for i in range(2):
+        status, body = http_get(f"{base}-partition-{i}/stats")
+        assert status == 200, body
+        assert json.loads(body)["msgInCounter"] == 0
+    status, _ = http_get(f"{base}-partition-2/stats")
+    assert status == 404

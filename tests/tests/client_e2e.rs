@@ -1,4 +1,5 @@
-//! `magnetar-client` end to end against `magnetar standalone`: batching with every codec,
+//! `magnetar-client` end to end against `magnetar standalone`: batching with every codec
+//! (LZ4, ZSTD, ZLIB, SNAPPY),
 //! each subscription type, ack / nack / ack-timeout redelivery, dead-letter routing, seek
 //! (by id and by time), readers' start position and `has_message_available`, key routing on
 //! partitioned topics (same key, same partition), and a producer that rides out a kill -9
@@ -67,6 +68,8 @@ async fn batches_with_every_codec_keep_order_keys_and_properties() {
         CompressionType::None,
         CompressionType::Lz4,
         CompressionType::Zstd,
+        CompressionType::Zlib,
+        CompressionType::Snappy,
     ] {
         let t = unique_topic(&format!("batch-{codec:?}"));
         let cons = consumer(&c, &t, "s", SubType::Exclusive).await;

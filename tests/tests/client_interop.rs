@@ -1,7 +1,7 @@
 //! `magnetar-client` and the official Python `pulsar-client` interoperate through `magnetar
-//! standalone`: messages a Rust producer batches and compresses (LZ4, ZSTD) reach a Python
-//! consumer, and Python's batched, compressed messages reach a Rust consumer, with payload,
-//! key and properties intact and in order.
+//! standalone`: messages a Rust producer batches and compresses (LZ4, ZSTD, ZLIB, SNAPPY)
+//! reach a Python consumer, and Python's batched, compressed messages (same codecs) reach a
+//! Rust consumer, with payload, key and properties intact and in order.
 //!
 //! Python comes from `$MAGNETAR_PYTHON`, else `~/.cache/magnetar-venv/bin/python`; without
 //! one that imports `pulsar`, the tests print a note and pass without checking anything.
@@ -105,7 +105,12 @@ async fn rust_batches_reach_python_with_keys_properties_and_codecs() {
     let Some(py) = python() else { return };
     let s = Standalone::start(StandaloneOpts::in_process()).await;
     let c = PulsarClient::new(s.service_url()).expect("client");
-    for codec in [CompressionType::Lz4, CompressionType::Zstd] {
+    for codec in [
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+        CompressionType::Zlib,
+        CompressionType::Snappy,
+    ] {
         let t = unique_topic(&format!("interop-rs-{codec:?}"));
         let p = c
             .producer()
@@ -151,7 +156,7 @@ async fn python_batches_reach_rust_with_keys_properties_and_codecs() {
     let Some(py) = python() else { return };
     let s = Standalone::start(StandaloneOpts::in_process()).await;
     let c = PulsarClient::new(s.service_url()).expect("client");
-    for codec in ["LZ4", "ZSTD"] {
+    for codec in ["LZ4", "ZSTD", "ZLib", "SNAPPY"] {
         let t = unique_topic(&format!("interop-py-{codec}"));
         let cons = c
             .consumer()

@@ -62,6 +62,9 @@ pub struct BookieArgs {
         default_value_t = 30
     )]
     pub recovery_grace_secs: u64,
+    /// Serve Prometheus `/metrics` (and `/health`) over HTTP on this address.
+    #[arg(long, env = "MAGNETAR_BOOKIE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl BookieArgs {
@@ -89,6 +92,9 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
+    if let Some(addr) = args.metrics_listen {
+        crate::common::serve_metrics(addr, shutdown.clone()).await?;
+    }
     let recovery = args.auto_recovery.then(|| {
         tokio::spawn(autorecovery::run(
             metadata.clone(),

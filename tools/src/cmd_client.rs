@@ -18,6 +18,7 @@ pub struct ClientArgs {
     /// Broker service URL (several hosts separated by commas).
     #[arg(
         long,
+        alias = "service-url",
         global = true,
         env = "MAGNETAR_SERVICE_URL",
         default_value = "pulsar://127.0.0.1:6650"
@@ -66,6 +67,7 @@ pub enum SubTypeArg {
     /// One active consumer, others on standby.
     Failover,
     /// Messages of one key go to one consumer.
+    #[value(alias = "key_shared")]
     KeyShared,
 }
 
@@ -105,6 +107,7 @@ pub struct ConsumeArgs {
         short = 't',
         long = "subscription-type",
         value_enum,
+        ignore_case = true,
         default_value = "exclusive"
     )]
     pub sub_type: SubTypeArg,
@@ -230,6 +233,29 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: ClientArgs,
+    }
+
+    #[test]
+    fn pulsar_client_spellings_are_accepted() {
+        let c = Cli::parse_from([
+            "magnetar-client",
+            "--service-url",
+            "pulsar://h:1",
+            "consume",
+            "t",
+            "-s",
+            "sub",
+            "-t",
+            "Key_Shared",
+            "-p",
+            "Earliest",
+        ]);
+        assert_eq!(c.args.url, "pulsar://h:1");
+        let ClientCommand::Consume(a) = c.args.command else {
+            panic!("expected consume")
+        };
+        assert!(matches!(a.sub_type, SubTypeArg::KeyShared));
+        assert!(matches!(a.position, PositionArg::Earliest));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct MetadataArgs {
     /// Initial members: `1=host:port,2=host:port,3=host:port`. Empty: a single-node cluster.
     #[arg(long, env = "MAGNETAR_METADATA_MEMBERS", default_value = "")]
     pub members: String,
+    /// Serve Prometheus `/metrics` (and `/health`) over HTTP on this address.
+    #[arg(long, env = "MAGNETAR_METADATA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Parses `1=ADDR,2=ADDR`.
@@ -61,6 +64,9 @@ pub async fn run(args: MetadataArgs, shutdown: CancellationToken) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
+    if let Some(addr) = args.metrics_listen {
+        crate::common::serve_metrics(addr, shutdown.clone()).await?;
+    }
     let config = MetadataConfig::new(args.node_id, args.data_dir, members);
     magnetar_metadata::run(config, listener, shutdown)
         .await

@@ -88,3 +88,31 @@ pub fn split_addrs(s: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// Serves `GET /metrics` (Prometheus text) and `GET /health` on `addr` until `shutdown`,
+/// for the processes without the broker's HTTP port (`magnetar metadata`, `magnetar bookie`).
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use axum::routing::get;
+
+    let handle = magnetar_broker::admin::prometheus();
+    let app = axum::Router::new()
+        .route("/metrics", get(move || async move { handle.render() }))
+        .route("/health", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind metrics listener {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
+    });
+    Ok(())
+}

@@ -146,7 +146,8 @@ async fn delete_cluster(State(b): S, Path(c): Path<String>) -> AdminResult<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn check_clusters(b: &Broker, info: &TenantInfo) -> AdminResult<()> {
+/// 412 unless every allowed cluster of `info` exists.
+pub(super) async fn check_clusters(b: &Broker, info: &TenantInfo) -> AdminResult<()> {
     for c in &info.allowed_clusters {
         check_name("Cluster", c)?;
         if b.metadata

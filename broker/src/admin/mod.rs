@@ -5,19 +5,23 @@ mod api;
 mod bookies;
 mod clusters;
 mod common;
+mod fanout;
 mod namespaces;
 pub mod openapi;
 mod peek;
 mod rates;
 mod redirect;
+mod schemas;
 mod subscriptions;
 mod tenants;
+mod topic_metrics;
 mod topic_ops;
 mod topic_policies;
 mod topics;
 
 use std::sync::{Arc, OnceLock};
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -118,8 +122,10 @@ async fn health() -> &'static str {
     "ok"
 }
 
-async fn metrics_text() -> String {
-    prometheus().render()
+async fn metrics_text(State(b): State<Arc<Broker>>) -> String {
+    let mut text = prometheus().render();
+    text.push_str(&topic_metrics::render(&b).await);
+    text
 }
 
 /// The HTTP router.
@@ -131,6 +137,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(tenants::routes())
         .merge(topics::routes())
         .merge(api::routes())
+        .merge(schemas::routes())
         .merge(crate::cluster::admin::routes())
         .layer(axum::middleware::from_fn_with_state(
             broker.clone(),

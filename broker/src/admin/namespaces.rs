@@ -225,6 +225,16 @@ async fn set_field(
 ) -> AdminResult<StatusCode> {
     require_namespace(&b, &t, &ns).await?;
     let v = parse_value(&b, f, &body).await?;
+    if let NewValue::Clusters(cs) = &v {
+        // Only clusters the tenant is allowed on (as Pulsar: 403 Forbidden).
+        let md = b.metadata.as_ref();
+        if let Some(why) = crate::replication::refuse_replication_clusters(md, &t, cs)
+            .await
+            .map_err(be)?
+        {
+            return Err(super::AdminError::new(StatusCode::FORBIDDEN, why));
+        }
+    }
     let cluster = b.config.cluster_name.clone();
     update(&b, &t, &ns, |p| match &v {
         NewValue::Retention(r) => p.retention_policies = Some(*r),
@@ -287,7 +297,15 @@ pub(super) fn parse_quota(body: &Bytes) -> AdminResult<BacklogQuota> {
             }
         }
     }
-    serde_json::from_value(v).map_err(|e| bad_request(format!("invalid backlog quota: {e}")))
+    let q: BacklogQuota = serde_json::from_value(v)
+        .map_err(|e| bad_request(format!("invalid backlog quota: {e}")))?;
+    // Pulsar's limitTime is a 32-bit number of seconds; -1 means no limit.
+    if q.limit_size < -1 || q.limit_time < -1 || q.limit_time > i64::from(i32::MAX) {
+        return Err(bad_request(
+            "limitSize must be >= -1 and limitTime between -1 and 2147483647",
+        ));
+    }
+    Ok(q)
 }
 
 async fn backlog_quota_map(State(b): S, Path((t, ns)): NsPath) -> AdminResult<Json<Value>> {

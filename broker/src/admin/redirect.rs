@@ -27,6 +27,15 @@ fn topic_of(path: &str) -> Option<TopicName> {
     TopicName::parse(&format!("persistent://{t}/{ns}/{topic}")).ok()
 }
 
+/// Largest request body passed on to partition owners.
+const MAX_BODY: usize = 1 << 20;
+
+/// The part of a topic path after the topic's own segment (`stats`, `subscription/s`, ...).
+fn rest_of(path: &str) -> &str {
+    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+    rest.splitn(4, '/').nth(3).unwrap_or_default()
+}
+
 /// Middleware: redirects topic requests to the owning broker.
 pub(super) async fn to_owner(State(b): State<Arc<Broker>>, req: Request, next: Next) -> Response {
     let Some(cluster) = b.cluster.get() else {
@@ -35,7 +44,37 @@ pub(super) async fn to_owner(State(b): State<Arc<Broker>>, req: Request, next: N
     let Some(name) = topic_of(req.uri().path()) else {
         return next.run(req).await;
     };
-    if name.partition_index() < 0 && b.partitions(&name).await.unwrap_or(0) > 0 {
+    let partitions = if name.partition_index() < 0 {
+        b.partitions(&name).await.unwrap_or(0)
+    } else {
+        0
+    };
+    if partitions > 0 {
+        // A partitioned topic: subscription operations go to every partition's owner; the
+        // other handlers visit the partitions themselves (see `fanout`).
+        let rest = rest_of(req.uri().path()).to_string();
+        if super::fanout::is_subscription_op(&rest) {
+            let method = req.method().clone();
+            let query = req.uri().query().map(str::to_string);
+            let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+                Ok(body) => body,
+                Err(e) => {
+                    return super::common::bad_request(format!("cannot read body: {e}"))
+                        .into_response()
+                }
+            };
+            return super::fanout::subscription_op(
+                &b,
+                &name,
+                partitions,
+                method,
+                &rest,
+                query.as_deref(),
+                body,
+            )
+            .await
+            .into_response();
+        }
         return next.run(req).await;
     }
     if let Ok(LookupAnswer::Elsewhere(owner)) = cluster.lookup(&name, false).await {
@@ -68,5 +107,19 @@ mod tests {
         let t = topic_of("/admin/v2/persistent/public/default/t1/stats").expect("topic");
         assert_eq!(t.to_string(), "persistent://public/default/t1");
         assert!(topic_of("/admin/v2/persistent/public/default/t1").is_some());
+    }
+
+    #[test]
+    fn rest_is_what_follows_the_topic() {
+        use super::rest_of;
+        assert_eq!(
+            rest_of("/admin/v2/persistent/a/b/t/subscription/s/skip/1"),
+            "subscription/s/skip/1"
+        );
+        assert_eq!(
+            rest_of("/admin/v2/persistent/a/b/t/subscriptions"),
+            "subscriptions"
+        );
+        assert_eq!(rest_of("/admin/v2/persistent/a/b/t"), "");
     }
 }

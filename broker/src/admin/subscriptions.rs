@@ -7,7 +7,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -24,7 +23,7 @@ use crate::dispatch::SubType;
 use crate::names::TopicName;
 use crate::position::Position;
 use crate::storage::InitialPosition;
-use crate::subscription::{entry_metadata, SeekTarget, SubscriptionHandle};
+use crate::subscription::{SeekTarget, SubscriptionHandle};
 use crate::topic::Topic;
 
 type S = State<Arc<Broker>>;
@@ -68,6 +67,17 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
         )
 }
 
+/// True for partition `i` of a partitioned topic with more than `i` partitions (which
+/// exists for clients whether or not it was used yet).
+pub(super) async fn is_declared_partition(b: &Broker, name: &TopicName) -> AdminResult<bool> {
+    let i = name.partition_index();
+    if i < 0 {
+        return Ok(false);
+    }
+    let base = name.base();
+    Ok(i64::from(i) < i64::from(b.partitions(&base).await.map_err(be)?))
+}
+
 /// The topics a request applies to: the partitions of a partitioned topic, or the topic.
 pub(super) async fn targets(b: &Broker, name: &TopicName) -> AdminResult<Vec<TopicName>> {
     if name.partition_index() < 0 {
@@ -76,7 +86,7 @@ pub(super) async fn targets(b: &Broker, name: &TopicName) -> AdminResult<Vec<Top
             return Ok((0..n).map(|i| name.partition(i)).collect());
         }
     }
-    if !b.topic_exists(name).await.map_err(be)? {
+    if !b.topic_exists(name).await.map_err(be)? && !is_declared_partition(b, name).await? {
         return Err(not_found("Topic not found"));
     }
     Ok(vec![name.clone()])
@@ -185,7 +195,8 @@ async fn create(
     let initial = initial_position(&q, parse_opt_body(&body)?)?;
     let parts = targets(&b, &name).await?;
     // Partitions of a partitioned topic are created on first use, as clients would.
-    let partitioned = parts.len() > 1 || parts.first() != Some(&name);
+    let partitioned =
+        parts.len() > 1 || parts.first() != Some(&name) || is_declared_partition(&b, &name).await?;
     for p in &parts {
         let tp = b.get_topic(p, partitioned).await.map_err(be)?;
         if sub_names(&tp).contains(&sub) {
@@ -402,31 +413,14 @@ async fn reset_by_id(
     .await
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Acknowledges every entry published more than `secs` ago (never moves backwards).
+/// Acknowledges every entry published more than `secs` ago (never moves backwards). Goes
+/// through the lifecycle's expiry, so consumers stay connected and the expired messages
+/// count in the `msgExpired` stats.
 async fn expire_sub(tp: Arc<Topic>, s: Arc<SubscriptionHandle>, secs: u64) -> AdminResult<()> {
-    let cutoff = now_ms().saturating_sub(secs.saturating_mul(1000));
-    let mut expired_any = false;
-    let hit = scan(&tp, &s, |_, data| {
-        let young = entry_metadata(data).publish_time >= cutoff;
-        expired_any |= !young;
-        young
-    })
-    .await?;
-    if !expired_any {
-        return Ok(());
-    }
-    let to = match hit {
-        Scan::Hit(p, _) => p,
-        Scan::End => end_of_log(&tp),
-        Scan::GaveUp(p) => p,
-    };
-    seek(&s, SeekTarget::Position(to)).await
+    crate::lifecycle::expire_messages(&tp, &s, secs)
+        .await
+        .map_err(be)?;
+    Ok(())
 }
 
 async fn expire(

@@ -84,6 +84,9 @@ async fn put_tenant(
         || serde_json::json!({"adminRoles": [], "allowedClusters": [b.config.cluster_name]}),
     );
     super::common::check_shape::<super::clusters::TenantInfo>("tenant info", &value)?;
+    let info: super::clusters::TenantInfo = serde_json::from_value(value.clone())
+        .map_err(|e| super::common::bad_request(format!("invalid tenant info: {e}")))?;
+    super::clusters::check_clusters(&b, &info).await?;
     let created = create_if_absent(b.metadata.as_ref(), &format!("/tenants/{t}"), &value)
         .await
         .map_err(AdminError::from)?;
@@ -122,6 +125,15 @@ async fn put_namespace(
     let value = super::common::parse_opt_body::<Value>(&body)?
         .unwrap_or_else(|| serde_json::json!({"replication_clusters": [b.config.cluster_name]}));
     super::common::check_shape::<crate::policies::Policies>("namespace policies", &value)?;
+    let clusters: Vec<String> =
+        serde_json::from_value(value["replication_clusters"].clone()).unwrap_or_default();
+    if let Some(why) =
+        crate::replication::refuse_replication_clusters(b.metadata.as_ref(), &t, &clusters)
+            .await
+            .map_err(AdminError::from)?
+    {
+        return Err(AdminError::new(StatusCode::FORBIDDEN, why));
+    }
     let created = create_if_absent(
         b.metadata.as_ref(),
         &format!("/namespaces/{t}/{ns}"),

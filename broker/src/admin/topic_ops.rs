@@ -36,6 +36,10 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
             post(terminate),
         )
         .route(
+            "/admin/v2/persistent/:t/:ns/:topic/terminate/partitions",
+            post(terminate_partitions),
+        )
+        .route(
             "/admin/v2/persistent/:t/:ns/:topic/lastMessageId",
             get(last_message_id),
         )
@@ -94,8 +98,9 @@ async fn create(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<Sta
     }
 }
 
-/// Closes a loaded topic (refusing while clients are attached unless `force`) and removes
-/// its metadata: topic marker, ledger list, cursors.
+/// Deletes a topic: closes it here (refusing while clients are attached unless `force`),
+/// deletes its managed ledger (every ledger on the bookies, its cursors and the ledger
+/// list), then its remaining metadata (cursor keys, ledger list, topic marker).
 pub(super) async fn remove_topic(b: &Broker, name: &TopicName, force: bool) -> AdminResult<()> {
     if let Some(topic) = b.loaded_topic(name) {
         let busy = !topic.producers().is_empty()
@@ -112,6 +117,16 @@ pub(super) async fn remove_topic(b: &Broker, name: &TopicName, force: bool) -> A
         b.close_topics(move |n| *n == wanted).await;
     }
     let ledger = name.ledger_name();
+    if b.metadata
+        .get(&format!("/managed-ledgers/{ledger}"))
+        .await
+        .map_err(md)?
+        .is_some()
+    {
+        // Opening the (now closed) log again gives the instance that owns the ledger list.
+        let log = b.storage.open(&ledger).await.map_err(be)?;
+        log.delete().await.map_err(be)?;
+    }
     for (k, _) in list_all(b.metadata.as_ref(), &format!("/cursors/{ledger}/"))
         .await
         .map_err(md)?
@@ -164,7 +179,19 @@ async fn delete_partitioned_inner(
     }
     for i in 0..n {
         let p = name.partition(i);
-        if b.topic_exists(&p).await.map_err(be)? {
+        if let Some(owner) = super::fanout::remote_owner(b, &p).await? {
+            let q = if force { "?force=true" } else { "" };
+            let (status, v) = super::fanout::forward(
+                &owner,
+                axum::http::Method::DELETE,
+                &super::fanout::partition_path(&p, q),
+                None,
+            )
+            .await?;
+            if !status.is_success() && status != StatusCode::NOT_FOUND {
+                return Err(super::fanout::passed_on(status, &v));
+            }
+        } else if b.topic_exists(&p).await.map_err(be)? {
             remove_topic(b, &p, force).await?;
         }
     }
@@ -204,6 +231,12 @@ async fn update_partitions(
     };
     let meta: PartitionedMetadata = serde_json::from_slice(&cur.value)
         .map_err(|e| AdminError::from(crate::error::BrokerError::from(e)))?;
+    if n > super::openapi::MAX_PARTITIONS {
+        return Err(super::common::bad_request(format!(
+            "Number of partitions must be at most {}",
+            super::openapi::MAX_PARTITIONS
+        )));
+    }
     if n <= meta.partitions {
         return Err(conflict(format!(
             "Number of new partitions must be greater than existing number of partitions ({})",
@@ -237,6 +270,14 @@ async fn terminate(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<
     }
     let topic = b.get_topic(&name, false).await.map_err(be)?;
     let last = topic.terminate();
+    // Persisted with the ledger list, so the topic stays terminated after a restart or a
+    // move to another broker (the broker terminates it again when it loads).
+    let at = last.map_or_else(|| "-1:-1".to_string(), |p| p.to_string());
+    topic
+        .log
+        .set_property(crate::storage::TERMINATED_PROPERTY, &at)
+        .await
+        .map_err(be)?;
     let _ = b
         .metadata
         .put(
@@ -248,8 +289,46 @@ async fn terminate(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<
         .await;
     Ok(Json(match last {
         Some(p) => message_id(p.ledger, p.entry, name.partition_index()),
-        None => message_id(topic.log.current_ledger(), u64::MAX, name.partition_index()),
+        // Nothing was ever written: Pulsar's answer is the current ledger, entry -1.
+        None => {
+            json!({"ledgerId": topic.log.current_ledger(), "entryId": -1, "partitionIndex": name.partition_index()})
+        }
     }))
+}
+
+/// Terminates every used partition of a partitioned topic (each at its owner); answers
+/// `{partitionIndex: MessageId}`.
+async fn terminate_partitions(
+    State(b): S,
+    Path((t, ns, topic)): TopicPath,
+) -> AdminResult<Json<Value>> {
+    let name = checked_topic(&b, &t, &ns, &topic).await?;
+    let n = partition_count(&b, &name).await?;
+    if n == 0 {
+        return Err(not_found("Partitioned topic does not exist"));
+    }
+    let mut out = Map::new();
+    for i in 0..n {
+        let p = name.partition(i);
+        let owner = super::fanout::remote_owner(&b, &p)
+            .await?
+            .unwrap_or_else(|| b.http_url.clone());
+        let (status, v) = super::fanout::forward(
+            &owner,
+            axum::http::Method::POST,
+            &super::fanout::partition_path(&p, "/terminate"),
+            None,
+        )
+        .await?;
+        match status {
+            StatusCode::OK => {
+                out.insert(i.to_string(), v);
+            }
+            StatusCode::NOT_FOUND => {} // never used: nothing to terminate
+            s => return Err(super::fanout::passed_on(s, &v)),
+        }
+    }
+    Ok(Json(Value::Object(out)))
 }
 
 async fn last_message_id(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<Json<Value>> {
@@ -414,14 +493,30 @@ async fn partitioned_stats(
     let mut parts = Map::new();
     for i in 0..n {
         let p = name.partition(i);
-        if !b.topic_exists(&p).await.map_err(be)? {
-            continue;
-        }
-        let Json(st) = super::topics::stats(
-            State(b.clone()),
-            Path((t.clone(), ns.clone(), p.local.clone())),
-        )
-        .await?;
+        let st = if let Some(owner) = super::fanout::remote_owner(&b, &p).await? {
+            let (status, v) = super::fanout::forward(
+                &owner,
+                axum::http::Method::GET,
+                &super::fanout::partition_path(&p, "/stats"),
+                None,
+            )
+            .await?;
+            match status {
+                StatusCode::OK => v,
+                StatusCode::NOT_FOUND => continue, // not used yet
+                s => return Err(super::fanout::passed_on(s, &v)),
+            }
+        } else {
+            if !b.topic_exists(&p).await.map_err(be)? {
+                continue;
+            }
+            super::topics::stats(
+                State(b.clone()),
+                Path((t.clone(), ns.clone(), p.local.clone())),
+            )
+            .await?
+            .0
+        };
         for k in SUMMED {
             add_num(&mut total, k, &st);
         }

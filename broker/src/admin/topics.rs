@@ -165,17 +165,26 @@ async fn put_partitions(
     Path((t, ns, topic)): Path<(String, String, String)>,
     body: String,
 ) -> AdminResult<StatusCode> {
-    let name = topic_name(&t, &ns, &topic)?;
+    let name = super::topic_ops::checked_topic(&b, &t, &ns, &topic).await?;
     let n: u32 = body.trim().parse().map_err(|_| {
         AdminError::new(
             StatusCode::BAD_REQUEST,
             "body must be the number of partitions",
         )
     })?;
-    if n == 0 {
+    if n == 0 || n > super::openapi::MAX_PARTITIONS {
         return Err(AdminError::new(
             StatusCode::NOT_ACCEPTABLE,
-            "Number of partitions should be more than 0",
+            format!(
+                "Number of partitions should be between 1 and {}",
+                super::openapi::MAX_PARTITIONS
+            ),
+        ));
+    }
+    if name.partition_index() >= 0 {
+        return Err(AdminError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "Partitioned topic name should not contain '-partition-'",
         ));
     }
     if b.topic_exists(&name).await? {

@@ -5,7 +5,8 @@
 //!   `load_report_interval_ms`.
 //! - It owns a bundle through the ephemeral key `/ownership/{tenant}/{ns}/{range}`
 //!   ([`OwnerInfo`]), written create-only under its session ([`ownership`]).
-//! - LOOKUP answers with the owner, or assigns the least-loaded live broker.
+//! - LOOKUP answers with the owner, or assigns the least-loaded live broker
+//!   ([`placement`]: owned bundles plus the reported topics, connections and msg rate).
 //! - Losing the session stops serving at once: owned bundles are forgotten and every
 //!   loaded topic is closed (clients get CLOSE_PRODUCER/CLOSE_CONSUMER and look up again);
 //!   a new session is then opened. Opening a topic fences the previous owner's ledger, so
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod bundles;
 pub mod ownership;
+pub mod placement;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -164,7 +166,7 @@ impl Cluster {
 
     /// Called once the session is gone: stop serving every bundle at once.
     async fn on_session_lost(&self, broker: &Broker) {
-        *self.session.lock() = None;
+        let old = self.session.lock().take();
         let lost = std::mem::take(&mut *self.owned.lock());
         warn!(
             bundles = lost.len(),
@@ -177,6 +179,22 @@ impl Cluster {
             .is_err()
         {
             warn!("closing topics after session loss timed out");
+        }
+        // Keep-alives may have failed while the metadata service still holds the session
+        // (a metadata leader change longer than the TTL, say): close it, so its ownership
+        // keys go now instead of at its expiry and the bundles can be taken again at once.
+        // Nothing here acts on them any more (topics are closed; ledgers are fenced anyway).
+        if let Some(old) = old {
+            tokio::spawn(async move {
+                let id = old.id().0;
+                match tokio::time::timeout(Duration::from_secs(10), old.close()).await {
+                    Ok(Ok(())) => info!(session = id, "closed the lost metadata session"),
+                    Ok(Err(e)) => {
+                        warn!(session = id, error = %e, "closing the lost session failed")
+                    }
+                    Err(_) => warn!(session = id, "closing the lost session timed out"),
+                }
+            });
         }
     }
 
@@ -288,8 +306,16 @@ async fn session_loop(
                 (last_in, last_at) = (now_in, tokio::time::Instant::now());
                 let report = cluster.report(&broker, connections.len(), rate);
                 metrics::gauge!("magnetar_broker_bundles_owned_count").set(report.bundles as f64);
-                if let Err(e) = cluster.publish_report(keeper.id(), &report).await {
-                    warn!(error = %e, "load report failed");
+                // A report may hang while the metadata service elects a leader: a session
+                // loss meanwhile must still close the topics at once.
+                tokio::select! {
+                    r = cluster.publish_report(keeper.id(), &report) => {
+                        if let Err(e) = r {
+                            warn!(error = %e, "load report failed");
+                        }
+                    }
+                    _ = lost.cancelled() => {}
+                    _ = shutdown.cancelled() => return,
                 }
             }
         }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use magnetar_client::wire::hash::murmur3_32;
 use magnetar_metadata::{list_all, Expect, SessionId};
 use tracing::{debug, info};
 
@@ -217,9 +216,8 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The live broker owning the fewest bundles; ties are broken by rendezvous hashing on
-    /// the bundle so concurrent assignments spread out. Only ownership keys count (not the
-    /// periodic load reports), so two brokers reading the same ownership state choose alike.
+    /// The least-loaded live broker ([`super::placement`]): bundles owned (from the
+    /// ownership keys) plus the load each broker last reported.
     async fn least_loaded(&self, ns_path: &str, range: BundleRange) -> Result<OwnerInfo> {
         let brokers = self.active_brokers().await?;
         let mut owned: HashMap<String, usize> = HashMap::new();
@@ -229,11 +227,8 @@ impl Cluster {
             }
         }
         let bundle = format!("{ns_path}/{range}");
-        let best = brokers.into_iter().min_by_key(|(id, _)| {
-            let tie = murmur3_32(format!("{bundle}|{id}").as_bytes(), 0);
-            (owned.get(id).copied().unwrap_or(0), u32::MAX - tie)
-        });
-        Ok(match best {
+        let best = super::placement::least_loaded(&brokers, &owned, &bundle);
+        Ok(match best.and_then(|i| brokers.into_iter().nth(i)) {
             Some((id, r)) => OwnerInfo {
                 broker_id: id,
                 broker_service_url: r.broker_service_url,

@@ -134,3 +134,32 @@ async fn a_restarted_broker_waits_for_its_old_session_instead_of_redirecting_to_
         LookupAnswer::Here
     );
 }
+
+#[tokio::test]
+async fn unowned_bundles_go_to_the_broker_reporting_less_load() {
+    let store = MemStore::new();
+    let a = broker(store.clone(), 7400).await;
+    let b = broker(store.clone(), 7500).await;
+    // A reports a heavy publish rate and many connections; B reports nothing.
+    let busy = LoadReport {
+        cluster: "c".into(),
+        broker_service_url: a.me.broker_service_url.clone(),
+        web_service_url: a.me.web_service_url.clone(),
+        topics: 20,
+        connections: 100,
+        msg_rate_in: 50_000.0,
+        ..LoadReport::default()
+    };
+    a.publish_report(a.session_id().expect("session"), &busy)
+        .await
+        .expect("report");
+    for i in 0..12 {
+        assert_eq!(
+            owner_of(&a, &b, &topic(i)).await,
+            b.me.broker_id,
+            "t{i} went to the busy broker"
+        );
+    }
+    assert_eq!(b.owned_bundles().len(), 4);
+    assert!(a.owned_bundles().is_empty());
+}

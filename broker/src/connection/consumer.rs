@@ -65,6 +65,12 @@ impl Conn {
             Ok(t) => t,
             Err(e) => return self.reply(commands::error(rid, wire_error(&e), e.to_string())),
         };
+        if let Err(e) = self
+            .register_schema(&name, req.schema.as_ref(), crate::schema::Role::Consumer)
+            .await
+        {
+            return self.reply(commands::error(rid, wire_error(&e), e.to_string()));
+        }
         let durable = req.durable.unwrap_or(true);
         let mut initial = match req
             .initial_position
@@ -131,7 +137,11 @@ impl Conn {
         };
         match sub.add_consumer(info, sink).await {
             Ok(()) => {
-                debug!(topic = %name, sub = %req.subscription, consumer = %consumer_name, "subscribed");
+                debug!(
+                    topic = %name, sub = %req.subscription, consumer = %consumer_name,
+                    durable, start = ?req.start_message_id.as_ref().map(pos),
+                    "subscribed"
+                );
                 self.consumers
                     .insert(req.consumer_id, ConsumerState { topic, sub, key });
                 self.reply(commands::success(rid));

@@ -1,7 +1,7 @@
-//! PARTITIONED_METADATA, LOOKUP, GET_TOPICS_OF_NAMESPACE and schema requests.
+//! PARTITIONED_METADATA, LOOKUP and GET_TOPICS_OF_NAMESPACE (schema requests: `schema.rs`).
 
-use magnetar_client::wire::commands::{self, IntoCommand};
-use magnetar_client::wire::proto::{BaseCommand, CommandGetOrCreateSchemaResponse, ServerError};
+use magnetar_client::wire::commands;
+use magnetar_client::wire::proto::{BaseCommand, ServerError};
 
 use super::{wire_error, Conn};
 use crate::names::TopicName;
@@ -61,32 +61,6 @@ impl Conn {
             }
             Err(e) => self.reply(commands::error(rid, wire_error(&e), e.to_string())),
         }
-    }
-
-    pub(super) fn get_schema(&mut self, cmd: BaseCommand) {
-        let Some(req) = cmd.get_schema else {
-            return self.malformed();
-        };
-        self.reply(commands::get_schema_error(
-            req.request_id,
-            ServerError::TopicNotFound,
-            "schema registry not supported",
-        ));
-    }
-
-    pub(super) fn get_or_create_schema(&mut self, cmd: BaseCommand) {
-        let Some(req) = cmd.get_or_create_schema else {
-            return self.malformed();
-        };
-        // Schemas are accepted as is; every schema is version 0.
-        self.reply(
-            CommandGetOrCreateSchemaResponse {
-                request_id: req.request_id,
-                schema_version: Some(0i64.to_be_bytes().to_vec()),
-                ..Default::default()
-            }
-            .into_command(),
-        );
     }
 
     pub(super) fn malformed(&mut self) {

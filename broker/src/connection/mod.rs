@@ -3,8 +3,10 @@
 //! receipts and messages. A bad frame costs at most this connection.
 
 mod consumer;
+mod hold;
 mod lookup;
 mod producer;
+mod schema;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub(crate) struct ProducerState {
     topic: Arc<Topic>,
     name: String,
     key: u64,
+    /// The schema version announced in PRODUCER_SUCCESS (repeated for a retried PRODUCER).
+    schema_version: Option<Vec<u8>>,
 }
 
 pub(crate) struct ConsumerState {
@@ -68,6 +72,7 @@ pub(crate) struct Conn {
     receipts: FuturesOrdered<BoxFuture<'static, Outbound>>,
     producers: HashMap<u64, ProducerState>,
     consumers: HashMap<u64, ConsumerState>,
+    holds: hold::ProducerHolds,
 }
 
 fn wire_error(e: &BrokerError) -> ServerError {
@@ -94,6 +99,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         receipts: FuturesOrdered::new(),
         producers: HashMap::new(),
         consumers: HashMap::new(),
+        holds: hold::ProducerHolds::default(),
     };
     conn.run(&mut framed).await;
     conn.cleanup();
@@ -183,6 +189,9 @@ impl Conn {
                 Some(receipt) = self.receipts.next(), if !self.receipts.is_empty() => {
                     self.outq.push(receipt);
                 }
+                Some((p, res)) = self.holds.next(), if !self.holds.is_empty() => {
+                    self.on_hold_done(p, res);
+                }
                 _ = ticker.tick() => {
                     // PING after `ka` of silence; close if the PING stays unanswered
                     // (no frame at all) for another `ka`.
@@ -236,8 +245,10 @@ impl Conn {
             ConnEvent::Frame(f) => self.outq.push(*f),
             ConnEvent::ConsumerClosed(id) => {
                 if let Some(c) = self.consumers.remove(&id) {
+                    // A reader's subscription stays: the broker closed the consumer (a
+                    // seek) and the client resubscribes, without a start id after a seek
+                    // by time, expecting the position the seek set (as in Pulsar).
                     c.sub.remove_consumer(c.key);
-                    c.topic.drop_if_reader(&c.sub.name);
                     self.outq.push(
                         commands::close_consumer(id, commands::BROKER_INITIATED_REQUEST_ID).into(),
                     );
@@ -301,8 +312,8 @@ impl Conn {
             Some(Type::PartitionedMetadata) => self.partitioned_metadata(command).await,
             Some(Type::Lookup) => self.lookup(command).await,
             Some(Type::GetTopicsOfNamespace) => self.topics_of_namespace(command).await,
-            Some(Type::GetSchema) => self.get_schema(command),
-            Some(Type::GetOrCreateSchema) => self.get_or_create_schema(command),
+            Some(Type::GetSchema) => self.get_schema(command).await,
+            Some(Type::GetOrCreateSchema) => self.get_or_create_schema(command).await,
             Some(Type::Producer) => self.producer(command).await,
             Some(Type::Send) => self.send(command, payload),
             Some(Type::CloseProducer) => self.close_producer(command),

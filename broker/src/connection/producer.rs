@@ -5,6 +5,7 @@ use magnetar_client::wire::proto::{BaseCommand, MessageIdData, ProducerAccessMod
 use magnetar_client::wire::{commands, Outbound, Payload};
 use tracing::debug;
 
+use super::hold::PendingProducer;
 use super::{wire_error, Conn, ProducerState};
 use crate::names::TopicName;
 use crate::topic::{ProducerEntry, Published};
@@ -15,13 +16,16 @@ impl Conn {
             return self.malformed();
         };
         let rid = req.request_id;
+        if self.holds.is_held(req.producer_id) {
+            return; // a retry of a held request: the held one answers
+        }
         if let Some(existing) = self.producers.get(&req.producer_id) {
             // A retried PRODUCER for the same topic is answered again, as Pulsar does.
             if existing.topic.name.to_string() == req.topic
                 || TopicName::parse(&req.topic).is_ok_and(|t| t == existing.topic.name)
             {
-                let name = existing.name.clone();
-                self.reply(commands::producer_success(rid, &name, -1, None, None));
+                let (name, version) = (existing.name.clone(), existing.schema_version.clone());
+                self.reply(commands::producer_success(rid, &name, -1, version, None));
             } else {
                 self.reply(commands::error(
                     rid,
@@ -55,26 +59,53 @@ impl Conn {
                     | ProducerAccessMode::ExclusiveWithFencing
             )
         );
-        if let Err(e) = crate::lifecycle::admit_producer(&self.broker, &topic).await {
-            return self.reply(commands::error(rid, wire_error(&e), e.to_string()));
-        }
+        let schema_version = match self
+            .register_schema(&name, req.schema.as_ref(), crate::schema::Role::Producer)
+            .await
+        {
+            Ok(v) => v.map(crate::schema::version_bytes),
+            Err(e) => return self.reply(commands::error(rid, wire_error(&e), e.to_string())),
+        };
+        let pending = PendingProducer {
+            request_id: rid,
+            producer_id: req.producer_id,
+            name,
+            topic,
+            producer_name,
+            exclusive,
+            schema_version,
+        };
+        self.admit_producer(pending).await;
+    }
+
+    /// Creates an admitted producer and answers its PRODUCER request.
+    pub(super) fn create_producer(&mut self, p: PendingProducer) {
+        let PendingProducer {
+            request_id: rid,
+            producer_id,
+            name,
+            topic,
+            producer_name,
+            exclusive,
+            schema_version,
+        } = p;
         let key = self.broker.next_key();
         let entry = ProducerEntry {
             name: producer_name.clone(),
             exclusive,
             out: self.out_tx.clone(),
-            producer_id: req.producer_id,
+            producer_id,
         };
         match topic.add_producer(key, entry) {
             Ok(last_seq) => {
                 debug!(topic = %name, producer = %producer_name, "producer created");
-                let schema_version = req.schema.as_ref().map(|_| 0i64.to_be_bytes().to_vec());
                 self.producers.insert(
-                    req.producer_id,
+                    producer_id,
                     ProducerState {
                         topic,
                         name: producer_name.clone(),
                         key,
+                        schema_version: schema_version.clone(),
                     },
                 );
                 self.reply(commands::producer_success(
@@ -180,6 +211,8 @@ impl Conn {
         };
         if let Some(p) = self.producers.remove(&req.producer_id) {
             p.topic.remove_producer(p.key);
+        } else {
+            self.holds.close(req.producer_id);
         }
         // Through the receipt queue, so the reply follows the producer's pending receipts.
         let done: Outbound = commands::success(req.request_id).into();

@@ -35,10 +35,22 @@ impl DelayedTracker {
     /// Indexes an entry due at `deliver_at` (ms since the epoch). Idempotent. Returns false
     /// when it was dropped for lack of room (it comes back with the next rescan).
     pub fn insert(&mut self, pos: Position, deliver_at: u64, slot: Option<u32>) -> bool {
+        self.insert_evicting(pos, deliver_at, slot).0
+    }
+
+    /// As [`DelayedTracker::insert`], also naming the entry evicted to make room (so the
+    /// caller can drop what it keeps about it).
+    pub fn insert_evicting(
+        &mut self,
+        pos: Position,
+        deliver_at: u64,
+        slot: Option<u32>,
+    ) -> (bool, Option<Position>) {
         let item = (deliver_at, pos, slot);
         if self.index.contains(&item) {
-            return true;
+            return (true, None);
         }
+        let mut evicted = None;
         if self.index.len() >= self.budget {
             let last = *self
                 .index
@@ -46,13 +58,14 @@ impl DelayedTracker {
                 .expect("budget >= 1 so the index is not empty");
             if item > last {
                 self.note_overflow(deliver_at);
-                return false;
+                return (false, None);
             }
             self.index.pop_last();
             self.note_overflow(last.0);
+            evicted = Some(last.1);
         }
         self.index.insert(item);
-        true
+        (true, evicted)
     }
 
     fn note_overflow(&mut self, at: u64) {
@@ -150,7 +163,7 @@ mod tests {
         }
         // Full: a later entry is dropped, an earlier one evicts the latest (500).
         assert!(!t.insert(p(10), 900, None));
-        assert!(t.insert(p(11), 50, None));
+        assert_eq!(t.insert_evicting(p(11), 50, None), (true, Some(p(0))));
         assert_eq!(t.len(), 4);
         assert!(t.has_overflow());
         assert_eq!(t.next_wakeup(), Some(50));

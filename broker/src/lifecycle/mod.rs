@@ -28,7 +28,10 @@ pub mod ttl;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use config::{apply_env_overrides, LifecycleConfig};
-pub use service::{admit_producer, on_topic_closing, on_topic_loaded, start};
+pub use service::{
+    admit_producer, check_producer_admission, on_topic_closing, on_topic_loaded, start,
+    ProducerAdmission,
+};
 pub use state::{Admit, TopicLifecycle};
 pub use ttl::expire_messages;
 

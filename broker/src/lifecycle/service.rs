@@ -378,6 +378,33 @@ async fn nth_unacked(topic: &Topic, sub: &SubscriptionHandle, n: u64) -> Result<
     Ok(hit)
 }
 
+/// Outcome of checking a new producer against the topic's backlog quota once.
+#[derive(Debug)]
+pub enum ProducerAdmission {
+    /// Create it.
+    Admitted,
+    /// `producer_request_hold` is in force: wait with [`admit_producer`] (bounded), off
+    /// the connection's task.
+    Hold,
+    /// Refuse it with this error.
+    Refused(crate::error::BrokerError),
+}
+
+/// Checks a new producer against the topic's backlog quota without waiting.
+pub async fn check_producer_admission(broker: &Broker, topic: &Topic) -> ProducerAdmission {
+    // A failed check must not refuse producers: the last decision stands.
+    if let Ok((pol, _)) = policies_of(broker, &topic.name).await {
+        if let Err(e) = check_quota(topic, &pol).await {
+            debug!(topic = %topic.name, error = %e, "backlog quota check failed");
+        }
+    }
+    match topic.lifecycle.producer_block() {
+        None => ProducerAdmission::Admitted,
+        Some(BacklogQuotaPolicy::ProducerRequestHold) => ProducerAdmission::Hold,
+        Some(p) => ProducerAdmission::Refused(topic.lifecycle.quota_error(p)),
+    }
+}
+
 /// Admits a new producer under the topic's backlog quota: refused at once under
 /// `producer_exception`; under `producer_request_hold` it waits (bounded) for the backlog to
 /// drop, then is refused.

@@ -99,6 +99,9 @@ pub async fn expire_messages(topic: &Topic, sub: &SubscriptionHandle, seconds: u
         return Ok(0);
     };
     ack_up_to(sub, upto);
+    // A round trip through the subscription's queue: once it answers, the ack above is
+    // applied (admin callers read the backlog right after).
+    let _ = sub.stats().await;
     topic
         .lifecycle
         .counters

@@ -8,7 +8,8 @@
 //!   (from `/clusters/{remote}`).
 //! - [`TopicReplication`]: the replicators of one topic (held by [`Topic`]) and their stats.
 //! - [`start`]: a broker-wide loop reconciling the replicators of loaded topics with the
-//!   namespace policies and sampling rates.
+//!   namespace policies and sampling rates, and one loading the topics of replicated
+//!   namespaces this broker serves (`load`), so replication resumes without clients.
 //!
 //! Invariants: a message carrying `replicated_from` is never replicated again (no loops);
 //! the cursor is acknowledged only after the remote's receipt, so a restart or outage
@@ -16,6 +17,7 @@
 //! replicated namespaces deduplicate, so the remote stores each message once.
 
 pub mod decide;
+mod load;
 pub mod replicator;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +32,8 @@ use tracing::{debug, info};
 
 pub use decide::{is_replicator_cursor, should_replicate};
 pub use replicator::ReplicatorStats;
+
+use magnetar_metadata::MetadataStore;
 
 use crate::broker::Broker;
 use crate::error::Result;
@@ -179,19 +183,50 @@ pub async fn remotes_of(broker: &Broker, tenant: &str, ns: &str) -> Result<BTree
     if remotes.is_empty() {
         return Ok(remotes);
     }
-    if let Some(v) = md.get(&format!("/tenants/{tenant}")).await? {
-        let info: serde_json::Value = serde_json::from_slice(&v.value).unwrap_or_default();
-        if let Some(allowed) = info["allowedClusters"].as_array().filter(|a| !a.is_empty()) {
-            remotes.retain(|r| {
-                let ok = allowed.iter().any(|c| c.as_str() == Some(r.as_str()));
-                if !ok {
-                    debug!(tenant, %r, "replication cluster not allowed for the tenant");
-                }
-                ok
-            });
+    let allowed = allowed_clusters(md, tenant).await?;
+    remotes.retain(|r| {
+        let ok = is_allowed(&allowed, r);
+        if !ok {
+            debug!(tenant, %r, "replication cluster not allowed for the tenant");
         }
-    }
+        ok
+    });
     Ok(remotes)
+}
+
+/// The tenant's `allowedClusters` (empty when the tenant lists none or does not exist).
+pub async fn allowed_clusters(md: &dyn MetadataStore, tenant: &str) -> Result<Vec<String>> {
+    let Some(v) = md.get(&format!("/tenants/{tenant}")).await? else {
+        return Ok(Vec::new());
+    };
+    let info: serde_json::Value = serde_json::from_slice(&v.value).unwrap_or_default();
+    Ok(info["allowedClusters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Whether a tenant whose `allowedClusters` are `allowed` may use `cluster` (any cluster
+/// when the list is empty).
+pub fn is_allowed(allowed: &[String], cluster: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|c| c == cluster)
+}
+
+/// Why `clusters` cannot be the replication clusters of a namespace of `tenant`: the first
+/// one the tenant's `allowedClusters` exclude (Pulsar answers 403 Forbidden), or `None`.
+pub async fn refuse_replication_clusters(
+    md: &dyn MetadataStore,
+    tenant: &str,
+    clusters: &[String],
+) -> Result<Option<String>> {
+    let allowed = allowed_clusters(md, tenant).await?;
+    Ok(clusters.iter().find(|c| !is_allowed(&allowed, c)).map(|c| {
+        format!("Cluster [{c}] is not in the list of allowed clusters list for tenant [{tenant}]")
+    }))
 }
 
 /// Remote clusters from a replication list (empty unless `local` is in it).
@@ -245,6 +280,7 @@ pub fn forces_dedup(clusters: &[String]) -> bool {
 
 /// Starts the broker-wide replication loop.
 pub fn start(broker: Arc<Broker>, tracker: &TaskTracker) {
+    tracker.spawn(load::run(broker.clone()));
     tracker.spawn(run(broker));
 }
 
@@ -293,6 +329,53 @@ mod tests {
         assert_eq!(r, vec!["b", "c"]);
         assert!(remotes_from(&cs, "z").is_empty());
         assert!(remotes_from(&["a".to_string()], "a").is_empty());
+    }
+
+    #[test]
+    fn tenant_allowed_clusters_limit_replication() {
+        let allowed = vec!["a".to_string(), "b".to_string()];
+        assert!(is_allowed(&allowed, "b"));
+        assert!(!is_allowed(&allowed, "c"));
+        assert!(
+            is_allowed(&[], "c"),
+            "a tenant listing no cluster allows any"
+        );
+    }
+
+    #[test]
+    fn stats_per_remote_show_backlog_rate_and_connection() {
+        let r = TopicReplication::default();
+        let stats = Arc::new(ReplicatorStats::default());
+        stats.backlog.store(7, Ordering::Relaxed);
+        stats.msg_out.store(100, Ordering::Relaxed);
+        stats.connected.store(true, Ordering::Relaxed);
+        let two_secs_ago = Instant::now()
+            .checked_sub(Duration::from_secs(2))
+            .expect("monotonic clock past 2 s");
+        r.running.lock().insert(
+            "b".into(),
+            Running {
+                stats: stats.clone(),
+                stop: CancellationToken::new(),
+                task: None,
+                last_sample: (two_secs_ago, 0),
+            },
+        );
+        r.sample_rates();
+        let j = r.stats_json();
+        let b = &j["b"];
+        assert_eq!(b["replicationBacklog"], 7);
+        assert_eq!(b["msgOutCounter"], 100);
+        assert_eq!(b["connected"], true);
+        let rate = b["msgRateOut"].as_f64().expect("rate");
+        assert!((40.0..=50.0).contains(&rate), "rate {rate}");
+        assert_eq!(r.remotes(), vec!["b".to_string()]);
+        r.stop();
+        assert!(r.remotes().is_empty());
+        assert!(
+            stats.connected.load(Ordering::Relaxed),
+            "stop leaves counters alone"
+        );
     }
 
     #[test]

@@ -179,6 +179,16 @@ impl MemCursor {
             }),
         }
     }
+
+    /// Moves mark-delete forward to `p` (no-op if already there); acks at or before `p`
+    /// are dropped.
+    pub fn advance_to(&self, p: Position) {
+        let mut s = self.state.lock();
+        if s.mark_delete.is_none_or(|m| m < p) {
+            s.mark_delete = Some(p);
+            s.acked = s.acked.split_off(&p.next());
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -216,11 +226,7 @@ impl SubCursor for MemCursor {
     }
 
     async fn ack_cumulative(&self, p: Position) -> Result<()> {
-        let mut s = self.state.lock();
-        if s.mark_delete.is_none_or(|m| m < p) {
-            s.mark_delete = Some(p);
-            s.acked = s.acked.split_off(&p.next());
-        }
+        self.advance_to(p);
         Ok(())
     }
 

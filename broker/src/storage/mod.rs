@@ -4,6 +4,7 @@
 
 pub mod managed;
 pub mod mem;
+pub mod volatile;
 
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::position::Position;
+
+/// Log property set once a topic is terminated (value: its last entry, `ledger:entry`).
+pub const TERMINATED_PROPERTY: &str = "magnetar.terminated";
 
 /// Where a new subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,13 @@
 //! A subscription: one task that owns its [`Dispatcher`], its [`AckState`] and its cursor,
 //! reads entries from the topic log and sends MESSAGE frames to consumers' connections.
-//! Connections talk to it through [`SubscriptionHandle`].
+//! Connections talk to it through [`SubscriptionHandle`]. The task is split by concern:
+//! `task` (the event loop, acks, seek, delivery), `read` (what to read next and what to do
+//! with what was read) and `delayed` (delayed delivery and the bounded bytes held for
+//! waiting entries).
 
+mod delayed;
 mod entry;
+mod read;
 mod task;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};

@@ -7,43 +7,44 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::FutureExt;
 use magnetar_client::wire::{commands, proto, Outbound};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, warn};
+use tracing::debug;
 
+use super::delayed::{sleep_until_due, DelayedEntries};
+use super::read::find_by_time;
 use super::{
-    entry_metadata, AckItem, ConnEvent, ConsumerSink, ConsumerStatsSnapshot, SeekTarget,
-    SubCounters, SubEvent, SubStatsSnapshot,
+    AckItem, ConnEvent, ConsumerSink, ConsumerStatsSnapshot, SeekTarget, SubCounters, SubEvent,
+    SubStatsSnapshot,
 };
 use crate::dispatch::acks::AckState;
-use crate::dispatch::{ConsumerKey, Delivery, Dispatcher, EntryInfo, Notice, ReadPlan, SubType};
+use crate::dispatch::{ConsumerKey, Delivery, Dispatcher, Notice, SubType};
 use crate::error::{BrokerError, Result};
 use crate::position::Position;
 use crate::storage::{SubCursor, TopicLog};
 
 /// A read's outcome; for replays, the positions asked for (missing ones are forgotten).
-type ReadResult = (Option<Vec<Position>>, Result<Vec<(Position, Bytes)>>);
+pub(super) type ReadResult = (Option<Vec<Position>>, Result<Vec<(Position, Bytes)>>);
 
 pub(crate) struct SubTask {
-    name: String,
-    partition: i32,
-    log: Arc<dyn TopicLog>,
-    cursor: Arc<dyn SubCursor>,
-    counters: Arc<SubCounters>,
-    max_read: usize,
-    dispatcher: Dispatcher,
-    acks: AckState,
-    sinks: HashMap<ConsumerKey, ConsumerSink>,
-    read_pos: Position,
-    reading: Option<BoxFuture<'static, ReadResult>>,
+    pub(super) name: String,
+    pub(super) partition: i32,
+    pub(super) log: Arc<dyn TopicLog>,
+    pub(super) cursor: Arc<dyn SubCursor>,
+    pub(super) counters: Arc<SubCounters>,
+    pub(super) max_read: usize,
+    pub(super) dispatcher: Dispatcher,
+    pub(super) acks: AckState,
+    pub(super) sinks: HashMap<ConsumerKey, ConsumerSink>,
+    pub(super) read_pos: Position,
+    pub(super) reading: Option<BoxFuture<'static, ReadResult>>,
     /// Bumped on seek so a read started before it is ignored.
-    epoch: u64,
-    read_epoch: u64,
-    terminated: bool,
-    end_notified: bool,
-    /// Delayed entries (Shared, Key_Shared): due time (ms), position, key slot.
-    delayed: crate::lifecycle::delayed::DelayedTracker,
+    pub(super) epoch: u64,
+    pub(super) read_epoch: u64,
+    pub(super) terminated: bool,
+    pub(super) end_notified: bool,
+    /// Delayed entries (Shared, Key_Shared) and bytes held for waiting entries.
+    pub(super) delayed: DelayedEntries,
 }
 
 impl SubTask {
@@ -74,9 +75,7 @@ impl SubTask {
             read_epoch: 0,
             terminated: false,
             end_notified: false,
-            delayed: crate::lifecycle::delayed::DelayedTracker::new(
-                crate::lifecycle::delayed_index_budget(),
-            ),
+            delayed: DelayedEntries::new(crate::lifecycle::delayed_index_budget()),
         }
     }
 
@@ -98,8 +97,8 @@ impl SubTask {
                     let epoch = self.read_epoch;
                     self.on_read(res, epoch);
                 }
-                _ = sleep_until_due(self.delayed.next_wakeup()),
-                    if !self.delayed.is_empty() => {
+                _ = sleep_until_due(self.delayed.index.next_wakeup()),
+                    if !self.delayed.index.is_empty() => {
                     self.release_due();
                 }
                 changed = lac.changed(), if caught_up => {
@@ -114,7 +113,7 @@ impl SubTask {
         debug!(sub = %self.name, "subscription task ended");
     }
 
-    fn has_entries(&self) -> bool {
+    pub(super) fn has_entries(&self) -> bool {
         self.log
             .last_confirmed()
             .is_some_and(|l| l >= self.read_pos)
@@ -281,6 +280,7 @@ impl SubTask {
             };
             self.acks.ack_cumulative(upto);
             self.dispatcher.acked_up_to(upto);
+            self.delayed.forget_up_to(upto);
             return self.cursor.ack_cumulative(upto).await;
         }
         let mut done = Vec::with_capacity(items.len());
@@ -327,183 +327,7 @@ impl SubTask {
         Ok(())
     }
 
-    fn maybe_read(&mut self) {
-        if self.reading.is_some() || self.sinks.is_empty() {
-            return;
-        }
-        match self.dispatcher.next_read(self.max_read) {
-            ReadPlan::Idle => {}
-            ReadPlan::Replay(positions) => {
-                let log = self.log.clone();
-                self.read_epoch = self.epoch;
-                self.reading = Some(
-                    async move {
-                        let mut out = Vec::with_capacity(positions.len());
-                        for &p in &positions {
-                            match log.read(p, 1).await {
-                                Ok(mut v) => {
-                                    if let Some(e) = v.pop().filter(|(q, _)| *q == p) {
-                                        out.push(e);
-                                    }
-                                }
-                                Err(e) => return (Some(positions), Err(e)),
-                            }
-                        }
-                        (Some(positions), Ok(out))
-                    }
-                    .boxed(),
-                );
-            }
-            ReadPlan::New(n) => {
-                if !self.has_entries() {
-                    self.maybe_end_of_topic();
-                    return;
-                }
-                let log = self.log.clone();
-                let from = self.read_pos;
-                self.read_epoch = self.epoch;
-                self.reading = Some(async move { (None, log.read(from, n).await) }.boxed());
-            }
-        }
-    }
-
-    fn maybe_end_of_topic(&mut self) {
-        if !self.terminated || self.end_notified {
-            return;
-        }
-        self.end_notified = true;
-        for sink in self.sinks.values() {
-            let cmd = commands::reached_end_of_topic(sink.consumer_id);
-            let _ = sink
-                .out
-                .send(ConnEvent::Frame(Box::new(Outbound::Command(cmd))));
-        }
-    }
-
-    fn on_read(&mut self, (asked, res): ReadResult, epoch: u64) {
-        if epoch != self.epoch {
-            return;
-        }
-        let replay = asked.is_some();
-        if let (Some(asked), Ok(got)) = (&asked, &res) {
-            // Entries that no longer exist (trimmed, deleted) cannot be redelivered.
-            for p in asked {
-                if !got.iter().any(|(q, _)| q == p) {
-                    self.dispatcher.acked(*p);
-                }
-            }
-        }
-        let entries = match res {
-            Ok(e) if !e.is_empty() || replay => e,
-            Ok(_) => {
-                // Nothing readable although entries were announced: do not spin.
-                self.pause();
-                return;
-            }
-            Err(e) => {
-                warn!(sub = %self.name, error = %e, "read failed; retrying shortly");
-                if replay {
-                    self.dispatcher.retry_replay();
-                }
-                self.pause();
-                return;
-            }
-        };
-        if !replay {
-            if let Some((last, _)) = entries.last() {
-                self.read_pos = self.log.next_position(*last);
-            }
-        }
-        let mut data: HashMap<Position, Bytes> = HashMap::with_capacity(entries.len());
-        let mut infos = Vec::with_capacity(entries.len());
-        for (pos, bytes) in entries {
-            if self.acks.is_acked(pos) || self.cursor.is_acked(pos) {
-                self.dispatcher.acked(pos);
-                continue;
-            }
-            let meta = entry_metadata(&bytes);
-            if let Some(at) = meta.deliver_at.filter(|_| self.delays_allowed()) {
-                if at > now_ms() {
-                    self.dispatcher.forget_replay(pos);
-                    self.delayed.insert(pos, at, meta.slot);
-                    continue;
-                }
-            }
-            infos.push(EntryInfo {
-                pos,
-                num_messages: meta.num_messages,
-                slot: meta.slot,
-            });
-            data.insert(pos, bytes);
-        }
-        self.count_delayed();
-        let deliveries = self.dispatcher.dispatch(&infos);
-        for d in deliveries {
-            if let Some(bytes) = data.get(&d.pos) {
-                self.deliver(d, bytes.clone());
-            }
-        }
-    }
-
-    /// Delayed delivery applies to Shared and Key_Shared subscriptions, as in Pulsar.
-    fn delays_allowed(&self) -> bool {
-        matches!(
-            self.dispatcher.sub_type(),
-            SubType::Shared | SubType::KeyShared
-        ) && !self.counters.delayed_delivery_off.load(Ordering::Relaxed)
-    }
-
-    fn count_delayed(&self) {
-        self.counters
-            .delayed
-            .store(self.delayed.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Moves delayed entries that are due to the redelivery queue; rescans the backlog
-    /// when entries were dropped from the bounded index.
-    fn release_due(&mut self) {
-        let now = now_ms();
-        for (pos, slot) in self.delayed.release_due(now) {
-            if !self.acks.is_acked(pos) {
-                self.dispatcher.add_replay(pos, slot);
-            }
-        }
-        if self.delayed.take_rescan(now) {
-            self.rescan_from_mark_delete();
-        }
-        self.count_delayed();
-    }
-
-    /// Reads the unacknowledged entries again from the mark-delete position, so delayed
-    /// entries dropped from the bounded index are indexed again. Entries pending on a
-    /// consumer or acknowledged are skipped by dispatch, so nothing is delivered twice.
-    fn rescan_from_mark_delete(&mut self) {
-        let from = self
-            .acks
-            .mark_delete()
-            .map_or_else(|| self.log.first_position(), |m| self.log.next_position(m));
-        if from < self.read_pos {
-            self.epoch += 1;
-            self.reading = None;
-            self.read_pos = from;
-            self.dispatcher.retry_replay();
-            debug!(sub = %self.name, %from, "rescanning backlog for delayed entries");
-        }
-    }
-
-    /// Holds off the next read for a moment (after a failed or empty read).
-    fn pause(&mut self) {
-        self.read_epoch = self.epoch;
-        self.reading = Some(
-            async {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                (Some(Vec::new()), Ok(Vec::new()))
-            }
-            .boxed(),
-        );
-    }
-
-    fn deliver(&self, d: Delivery, bytes: Bytes) {
+    pub(super) fn deliver(&self, d: Delivery, bytes: Bytes) {
         let Some(sink) = self.sinks.get(&d.consumer) else {
             return;
         };
@@ -534,39 +358,4 @@ impl SubTask {
 fn server_error(e: &BrokerError) -> proto::ServerError {
     proto::ServerError::try_from(e.server_error() as i32)
         .unwrap_or(proto::ServerError::UnknownError)
-}
-
-/// First entry published at or after `time_ms` (or the end of the log).
-async fn find_by_time(log: Arc<dyn TopicLog>, time_ms: u64) -> Result<Position> {
-    let mut pos = log.first_position();
-    let end = log.last_confirmed();
-    for _ in 0..1_000_000 {
-        if end.is_none_or(|e| pos > e) {
-            break;
-        }
-        let batch = log.read(pos, 100).await?;
-        let Some((last, _)) = batch.last() else {
-            break;
-        };
-        let last = *last;
-        for (p, data) in &batch {
-            if entry_metadata(data).publish_time >= time_ms {
-                return Ok(*p);
-            }
-        }
-        pos = log.next_position(last);
-    }
-    Ok(end.map_or(pos, |e| log.next_position(e)))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Sleeps until wall-clock time `at_ms` (at most a minute at a time; the loop re-checks).
-async fn sleep_until_due(at_ms: Option<u64>) {
-    let wait = at_ms.map_or(60_000, |at| at.saturating_sub(now_ms()).min(60_000));
-    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
 }

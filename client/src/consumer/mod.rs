@@ -1,26 +1,31 @@
-//! Consumers: [`ConsumerBuilder`] subscribes to a topic (every partition of a
-//! partitioned topic) and returns a [`Consumer`] that receives [`Message`]s, acks them
-//! individually or cumulatively, negatively acks them for delayed redelivery, and can
-//! seek or unsubscribe. Dead-letter routing and ack timeouts are client-side, as in
-//! Pulsar.
+//! Consumers: [`ConsumerBuilder`] subscribes to one topic, a list of topics, or every
+//! topic of a namespace matching a pattern (every partition of a partitioned topic) and
+//! returns a [`Consumer`] whose one receive queue merges them. It acks individually
+//! (batch-index acks inside batches) or cumulatively, negatively acks for delayed
+//! redelivery, receives in batches, sends messages to a retry-letter topic to be consumed
+//! again later, and can seek or unsubscribe. Dead-letter and retry routing, ack timeouts
+//! and pattern discovery are client-side, as in Pulsar.
 
+mod handle;
 mod partition;
+mod retry;
+mod topics;
 mod tracker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::mpsc;
 
 use crate::client::PulsarClient;
 use crate::error::{Error, Result};
-use crate::message::{Message, MessageId};
-use crate::topic::{normalize_topic, partition_name};
+use crate::message::MessageId;
+use crate::topic::normalize_topic;
 use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
-use partition::{ConsumerCmd, PartitionConsumer, SeekTarget};
+pub use handle::Consumer;
+pub use retry::{DELAY_TIME, ORIGIN_MESSAGE_ID, REAL_TOPIC, RECONSUME_TIMES};
+use topics::{Shared, TopicPattern};
 
 pub use magnetar_proto::pulsar::command_subscribe::{InitialPosition, SubType};
 
@@ -31,6 +36,30 @@ pub struct DeadLetterPolicy {
     pub max_redeliver_count: u32,
     /// Topic to use; default `{topic}-{subscription}-DLQ`.
     pub dead_letter_topic: Option<String>,
+}
+
+/// Limits of one [`Consumer::batch_receive`] call: it returns as soon as `max_messages`
+/// or `max_bytes` (payload bytes) are reached, or when `timeout` fires with whatever
+/// arrived by then (possibly nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchReceivePolicy {
+    /// Most messages per batch (at least 1).
+    pub max_messages: usize,
+    /// Most payload bytes per batch; a message that would cross it waits for the next
+    /// call (a batch always takes its first message).
+    pub max_bytes: usize,
+    /// Longest wait for a batch to fill.
+    pub timeout: Duration,
+}
+
+impl Default for BatchReceivePolicy {
+    fn default() -> Self {
+        BatchReceivePolicy {
+            max_messages: 100,
+            max_bytes: 10 * 1024 * 1024,
+            timeout: Duration::from_millis(100),
+        }
+    }
 }
 
 /// Consumer settings (see [`ConsumerBuilder`]).
@@ -66,6 +95,24 @@ pub struct ConsumerOptions {
     pub start_message_id: Option<MessageId>,
     /// Largest decompressed batch accepted.
     pub max_message_size: usize,
+    /// Acknowledge single messages of a batch on the broker at once (an ack carrying
+    /// Pulsar's `ack_set`), so a redelivery or a new consumer gets back only the batch's
+    /// unacked messages. When false (the default, as in the Java client) the entry is
+    /// acked once all its messages are, and a redelivery brings back the whole batch.
+    /// Magnetar brokers always honour `ack_set`; an Apache Pulsar broker needs
+    /// `acknowledgmentAtBatchIndexLevelEnabled=true`, otherwise it treats such an ack as
+    /// acking the whole entry.
+    pub batch_index_ack: bool,
+    /// Limits of [`Consumer::batch_receive`].
+    pub batch_receive: BatchReceivePolicy,
+    /// How often a pattern consumer lists the namespace for new matching topics
+    /// (default one minute, as the Java client).
+    pub pattern_auto_discovery_period: Duration,
+    /// Enables [`Consumer::reconsume_later`]: the consumer also subscribes to the
+    /// retry-letter topic.
+    pub retry_enable: bool,
+    /// Retry-letter topic; default `{first topic}-{subscription}-RETRY`.
+    pub retry_letter_topic: Option<String>,
 }
 
 impl Default for ConsumerOptions {
@@ -86,6 +133,11 @@ impl Default for ConsumerOptions {
             durable: true,
             start_message_id: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE * 4,
+            batch_index_ack: false,
+            batch_receive: BatchReceivePolicy::default(),
+            pattern_auto_discovery_period: Duration::from_secs(60),
+            retry_enable: false,
+            retry_letter_topic: None,
         }
     }
 }
@@ -94,7 +146,8 @@ impl Default for ConsumerOptions {
 #[derive(Debug)]
 pub struct ConsumerBuilder {
     client: PulsarClient,
-    topic: Option<String>,
+    topics: Vec<String>,
+    pattern: Option<String>,
     opts: ConsumerOptions,
 }
 
@@ -102,14 +155,113 @@ impl ConsumerBuilder {
     pub(crate) fn new(client: PulsarClient) -> Self {
         ConsumerBuilder {
             client,
-            topic: None,
+            topics: Vec::new(),
+            pattern: None,
             opts: ConsumerOptions::default(),
         }
     }
 
-    /// Topic to consume.
+    /// Topic to consume; call again (or use [`ConsumerBuilder::topics`]) to consume
+    /// several topics through one consumer.
     pub fn topic(mut self, topic: impl Into<String>) -> Self {
-        self.topic = Some(topic.into());
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Adds several topics: the consumer merges them into one receive queue and routes
+    /// each ack to the topic the message came from.
+    ///
+    /// ```no_run
+    /// # async fn f(client: magnetar_client::PulsarClient) -> magnetar_client::Result<()> {
+    /// let consumer = client
+    ///     .consumer()
+    ///     .topics(["orders", "payments"])
+    ///     .subscription("audit")
+    ///     .subscribe()
+    ///     .await?;
+    /// let msg = consumer.receive().await?;
+    /// println!("{} from {}", msg.id, msg.topic);
+    /// consumer.ack(&msg)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics.extend(topics.into_iter().map(Into::into));
+        self
+    }
+
+    /// Subscribes to every topic of one namespace whose full name matches `regex`
+    /// (e.g. `persistent://public/default/orders-.*`; a short `tenant/ns/re` form gets
+    /// the `persistent://` domain), including topics created later: the namespace is
+    /// listed again every [`ConsumerBuilder::pattern_auto_discovery_period`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: magnetar_client::PulsarClient) -> magnetar_client::Result<()> {
+    /// let consumer = client
+    ///     .consumer()
+    ///     .topics_pattern("persistent://public/default/orders-.*")
+    ///     .pattern_auto_discovery_period(std::time::Duration::from_secs(10))
+    ///     .subscription("all-orders")
+    ///     .subscribe()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn topics_pattern(mut self, regex: impl Into<String>) -> Self {
+        self.pattern = Some(regex.into());
+        self
+    }
+
+    /// Interval between pattern re-checks (default 60 s).
+    pub fn pattern_auto_discovery_period(mut self, d: Duration) -> Self {
+        self.opts.pattern_auto_discovery_period = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Limits of [`Consumer::batch_receive`].
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use magnetar_client::BatchReceivePolicy;
+    /// # async fn f(client: magnetar_client::PulsarClient) -> magnetar_client::Result<()> {
+    /// let consumer = client
+    ///     .consumer()
+    ///     .topic("events")
+    ///     .subscription("bulk")
+    ///     .batch_receive_policy(BatchReceivePolicy {
+    ///         max_messages: 500,
+    ///         max_bytes: 1 << 20,
+    ///         timeout: Duration::from_millis(200),
+    ///     })
+    ///     .subscribe()
+    ///     .await?;
+    /// let batch = consumer.batch_receive().await?; // up to 500 messages / 1 MiB / 200 ms
+    /// for m in &batch {
+    ///     consumer.ack(m)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn batch_receive_policy(mut self, p: BatchReceivePolicy) -> Self {
+        self.opts.batch_receive = BatchReceivePolicy {
+            max_messages: p.max_messages.max(1),
+            ..p
+        };
+        self
+    }
+
+    /// Enables [`Consumer::reconsume_later`] (and subscribes to the retry-letter topic).
+    pub fn enable_retry(mut self, on: bool) -> Self {
+        self.opts.retry_enable = on;
+        self
+    }
+
+    /// Retry-letter topic (default `{topic}-{subscription}-RETRY`); implies
+    /// [`ConsumerBuilder::enable_retry`].
+    pub fn retry_letter_topic(mut self, t: impl Into<String>) -> Self {
+        self.opts.retry_letter_topic = Some(t.into());
+        self.opts.retry_enable = true;
         self
     }
 
@@ -167,202 +319,75 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Batch-index acknowledgement (default off; see [`ConsumerOptions::batch_index_ack`]).
+    pub fn batch_index_ack(mut self, on: bool) -> Self {
+        self.opts.batch_index_ack = on;
+        self
+    }
+
     /// Replaces all options (the subscription name included).
     pub fn options(mut self, opts: ConsumerOptions) -> Self {
         self.opts = opts;
         self
     }
 
-    /// Subscribes (every partition) and returns once the broker accepted.
+    /// Subscribes (every partition of every topic) and returns once the broker accepted.
     pub async fn subscribe(self) -> Result<Consumer> {
-        let topic = normalize_topic(self.topic.as_deref().ok_or(Error::InvalidArgument {
-            what: "consumer topic",
-            value: String::new(),
-        })?)?;
         if self.opts.subscription.is_empty() {
             return Err(Error::InvalidArgument {
                 what: "subscription name",
                 value: String::new(),
             });
         }
-        let n = self.client.partitions(&topic).await?;
-        let opts = Arc::new(self.opts);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut partitions = Vec::new();
-        let mut epochs = Vec::new();
-        let names: Vec<(String, i32)> = if n == 0 {
-            vec![(topic.clone(), -1)]
+        let mut topics = Vec::new();
+        for t in &self.topics {
+            let t = normalize_topic(t)?;
+            if !topics.contains(&t) {
+                topics.push(t);
+            }
+        }
+        let pattern = self
+            .pattern
+            .as_deref()
+            .map(TopicPattern::parse)
+            .transpose()?;
+        if topics.is_empty() && pattern.is_none() {
+            return Err(Error::InvalidArgument {
+                what: "consumer topic",
+                value: String::new(),
+            });
+        }
+        let mut opts = self.opts;
+        let retry_topic = if opts.retry_enable {
+            let t = match (&opts.retry_letter_topic, topics.first()) {
+                (Some(t), _) => normalize_topic(t)?,
+                (None, Some(first)) => format!("{first}-{}-RETRY", opts.subscription),
+                (None, None) => {
+                    return Err(Error::InvalidArgument {
+                        what: "retry-letter topic (required for a pattern-only consumer)",
+                        value: String::new(),
+                    })
+                }
+            };
+            if !topics.contains(&t) {
+                topics.push(t.clone());
+            }
+            opts.retry_letter_topic = Some(t.clone());
+            Some(t)
         } else {
-            (0..n)
-                .map(|i| (partition_name(&topic, i), i as i32))
-                .collect()
+            None
         };
-        for (name, idx) in names {
-            let epoch = Arc::new(AtomicU64::new(0));
-            let p = PartitionConsumer::start(
-                self.client.clone(),
-                name,
-                idx,
-                opts.clone(),
-                tx.clone(),
-                epoch.clone(),
-            )
-            .await?;
-            epochs.push(epoch);
-            partitions.push(p);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let keep_open = pattern.is_some();
+        let shared = Shared::new(self.client.clone(), Arc::new(opts), tx);
+        for t in &topics {
+            shared.add_topic(t).await?;
         }
-        Ok(Consumer {
-            topic,
-            subscription: opts.subscription.clone(),
-            partitions,
-            epochs,
-            rx: Mutex::new(rx),
-        })
-    }
-}
-
-/// Receives messages from a subscription.
-#[derive(Debug)]
-pub struct Consumer {
-    topic: String,
-    subscription: String,
-    partitions: Vec<mpsc::UnboundedSender<ConsumerCmd>>,
-    epochs: Vec<Arc<AtomicU64>>,
-    rx: Mutex<mpsc::UnboundedReceiver<(u64, Message)>>,
-}
-
-impl Consumer {
-    /// Full topic name.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// Subscription name.
-    pub fn subscription(&self) -> &str {
-        &self.subscription
-    }
-
-    fn index(&self, id: &MessageId) -> usize {
-        usize::try_from(id.partition)
-            .unwrap_or(0)
-            .min(self.partitions.len() - 1)
-    }
-
-    fn part(&self, id: &MessageId) -> &mpsc::UnboundedSender<ConsumerCmd> {
-        &self.partitions[self.index(id)]
-    }
-
-    fn cmd(&self, id: &MessageId, c: ConsumerCmd) -> Result<()> {
-        self.part(id).send(c).map_err(|_| Error::Closed("consumer"))
-    }
-
-    /// Waits for the next message.
-    pub async fn receive(&self) -> Result<Message> {
-        let mut rx = self.rx.lock().await;
-        loop {
-            let (epoch, m) = rx.recv().await.ok_or(Error::Closed("consumer"))?;
-            let i = self.index(&m.id);
-            if epoch < self.epochs[i].load(Ordering::Acquire) {
-                // Queued before a seek or reconnect; the broker sends it again.
-                continue;
-            }
-            let _ = self.partitions[i].send(ConsumerCmd::Consumed);
-            return Ok(m);
-        }
-    }
-
-    /// Waits up to `timeout` for the next message.
-    pub async fn receive_timeout(&self, timeout: Duration) -> Result<Option<Message>> {
-        match tokio::time::timeout(timeout, self.receive()).await {
-            Ok(r) => r.map(Some),
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// The messages as a stream (ends when the consumer closes).
-    pub fn stream(&self) -> impl Stream<Item = Result<Message>> + '_ {
-        futures::stream::unfold(self, |c| async move {
-            match c.receive().await {
-                Ok(m) => Some((Ok(m), c)),
-                Err(Error::Closed(_)) => None,
-                Err(e) => Some((Err(e), c)),
-            }
-        })
-    }
-
-    /// Acknowledges one message.
-    pub fn ack(&self, msg: &Message) -> Result<()> {
-        self.ack_id(&msg.id)
-    }
-
-    /// Acknowledges one message by id.
-    pub fn ack_id(&self, id: &MessageId) -> Result<()> {
-        self.cmd(id, ConsumerCmd::Ack(*id))
-    }
-
-    /// Acknowledges every message up to and including `msg` (not for Shared/Key_Shared).
-    pub fn ack_cumulative(&self, msg: &Message) -> Result<()> {
-        self.cmd(&msg.id, ConsumerCmd::AckCumulative(msg.id))
-    }
-
-    /// Asks for redelivery of `msg` after the negative-ack delay.
-    pub fn nack(&self, msg: &Message) -> Result<()> {
-        self.cmd(&msg.id, ConsumerCmd::Nack(msg.id))
-    }
-
-    /// Asks the broker to redeliver every unacknowledged message now.
-    pub fn redeliver_unacknowledged(&self) -> Result<()> {
-        for p in &self.partitions {
-            p.send(ConsumerCmd::RedeliverAll)
-                .map_err(|_| Error::Closed("consumer"))?;
-        }
-        Ok(())
-    }
-
-    async fn each<T>(
-        &self,
-        mk: impl Fn(oneshot::Sender<Result<T>>) -> ConsumerCmd,
-    ) -> Result<Vec<T>> {
-        let mut waits = Vec::new();
-        for p in &self.partitions {
-            let (tx, rx) = oneshot::channel();
-            p.send(mk(tx)).map_err(|_| Error::Closed("consumer"))?;
-            waits.push(rx);
-        }
-        let mut out = Vec::new();
-        for w in waits {
-            out.push(w.await.map_err(|_| Error::Closed("consumer"))??);
-        }
-        Ok(out)
-    }
-
-    /// Moves the subscription to `id` (every partition); messages queued before the seek
-    /// are dropped.
-    pub async fn seek(&self, id: MessageId) -> Result<()> {
-        self.each(|tx| ConsumerCmd::Seek(SeekTarget::Id(id), tx))
-            .await?;
-        Ok(())
-    }
-
-    /// Moves the subscription to the first message published at or after `publish_time_ms`.
-    pub async fn seek_time(&self, publish_time_ms: u64) -> Result<()> {
-        self.each(|tx| ConsumerCmd::Seek(SeekTarget::Time(publish_time_ms), tx))
-            .await?;
-        Ok(())
-    }
-
-    /// Last message id of each partition (one entry for a non-partitioned topic).
-    pub async fn last_message_ids(&self) -> Result<Vec<MessageId>> {
-        self.each(ConsumerCmd::LastMessageId).await
-    }
-
-    /// Deletes the subscription and closes the consumer.
-    pub async fn unsubscribe(self) -> Result<()> {
-        self.each(ConsumerCmd::Unsubscribe).await.map(|_| ())
-    }
-
-    /// Closes the consumer (the subscription stays).
-    pub async fn close(self) -> Result<()> {
-        self.each(ConsumerCmd::Close).await.map(|_| ())
+        let watcher = match pattern {
+            Some(p) => Some(topics::start_discovery(shared.clone(), p).await?),
+            None => None,
+        };
+        shared.finish_setup(keep_open);
+        Ok(Consumer::new(shared, topics, retry_topic, rx, watcher))
     }
 }

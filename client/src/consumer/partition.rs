@@ -13,7 +13,7 @@ use magnetar_proto::pulsar::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::tracker::{entry_key, BatchAcks, EntryKey, Redelivery};
+use super::tracker::{entry_key, BatchAck, BatchAcks, EntryKey, Redelivery};
 use super::{ConsumerOptions, SubType};
 use crate::client::{Backoff, PulsarClient};
 use crate::connection::{Connection, ConsumerEvent};
@@ -76,7 +76,8 @@ impl PartitionConsumer {
         opts: Arc<ConsumerOptions>,
         out: mpsc::UnboundedSender<(u64, Message)>,
         epoch: Arc<AtomicU64>,
-    ) -> Result<mpsc::UnboundedSender<ConsumerCmd>> {
+        cmds: mpsc::UnboundedReceiver<ConsumerCmd>,
+    ) -> Result<()> {
         let (_, events) = mpsc::unbounded_channel();
         let skip_until = opts
             .start_message_id
@@ -100,9 +101,8 @@ impl PartitionConsumer {
             needs_reconnect: false,
         };
         c.connect_once().await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(c.run(rx));
-        Ok(tx)
+        tokio::spawn(c.run(cmds));
+        Ok(())
     }
 
     async fn connect_once(&mut self) -> Result<()> {
@@ -299,13 +299,27 @@ impl PartitionConsumer {
     async fn on_cmd(&mut self, cmd: ConsumerCmd) {
         match cmd {
             ConsumerCmd::Consumed => self.consumed(1),
-            ConsumerCmd::Ack(id) => {
-                if self.batches.ack(&id) {
+            ConsumerCmd::Ack(id) => match self.batches.ack(&id) {
+                BatchAck::Entry => {
                     self.redelivery.acked(entry_key(&id));
                     self.dlq_candidates.remove(&entry_key(&id));
                     self.ack_entries(vec![entry_key(&id)]);
                 }
-            }
+                BatchAck::Partial(ack_set) if self.opts.batch_index_ack => {
+                    // Batch-index ack: the broker keeps the still-pending indexes and
+                    // redelivers only those.
+                    let mut p =
+                        MessageId::new(id.ledger_id, id.entry_id, self.partition).entry_proto();
+                    p.ack_set = ack_set;
+                    p.batch_size = Some(id.batch_size);
+                    self.send(commands::ack(
+                        self.consumer_id,
+                        AckType::Individual,
+                        vec![p],
+                    ));
+                }
+                BatchAck::Partial(_) => {}
+            },
             ConsumerCmd::AckCumulative(id) => {
                 // A cumulative ack inside a batch covers only the entries before it,
                 // unless it is the batch's last message.

@@ -32,22 +32,22 @@ impl BatchAcks {
         }
     }
 
-    /// Acks one message; true when the whole entry can now be acked on the broker.
-    /// Non-batch ids are always complete.
-    pub(crate) fn ack(&mut self, id: &MessageId) -> bool {
+    /// Acks one message. Non-batch ids (and batches whose every delivered message is
+    /// now acked) complete the entry; otherwise the answer carries the entry's ack set.
+    pub(crate) fn ack(&mut self, id: &MessageId) -> BatchAck {
         if !id.is_batch() {
-            return true;
+            return BatchAck::Entry;
         }
         let key = entry_key(id);
         match self.remaining.get_mut(&key) {
-            None => true,
+            None => BatchAck::Entry,
             Some(set) => {
                 set.remove(&id.batch_index);
                 if set.is_empty() {
                     self.remaining.remove(&key);
-                    true
+                    BatchAck::Entry
                 } else {
-                    false
+                    BatchAck::Partial(ack_set(set, id.batch_size))
                 }
             }
         }
@@ -68,6 +68,33 @@ impl BatchAcks {
     pub(crate) fn clear(&mut self) {
         self.remaining.clear();
     }
+}
+
+/// What acking one message means for its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BatchAck {
+    /// The whole entry is acknowledged.
+    Entry,
+    /// Some messages of the batch are still unacknowledged: Pulsar's ack set, a
+    /// little-endian bitset of 64-bit words with a bit set for every index still pending.
+    Partial(Vec<i64>),
+}
+
+/// Pulsar's ack set for `pending` indexes of a batch of `size` messages.
+fn ack_set(pending: &HashSet<i32>, size: i32) -> Vec<i64> {
+    let top = pending
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(size - 1)
+        .max(0) as usize;
+    let mut words = vec![0u64; top / 64 + 1];
+    for i in pending.iter().filter(|i| **i >= 0) {
+        let i = *i as usize;
+        words[i / 64] |= 1 << (i % 64);
+    }
+    words.into_iter().map(|w| w as i64).collect()
 }
 
 /// Messages scheduled for redelivery: negative acks (after a delay) and ack timeouts.
@@ -151,10 +178,17 @@ mod tests {
         for i in 0..3 {
             b.delivered(&bid(5, i));
         }
-        assert!(!b.ack(&bid(5, 0)));
-        assert!(!b.ack(&bid(5, 2)));
-        assert!(b.ack(&bid(5, 1)));
-        assert!(b.ack(&MessageId::new(1, 6, -1)));
+        assert_eq!(b.ack(&bid(5, 0)), BatchAck::Partial(vec![0b110]));
+        assert_eq!(b.ack(&bid(5, 2)), BatchAck::Partial(vec![0b010]));
+        assert_eq!(b.ack(&bid(5, 1)), BatchAck::Entry);
+        assert_eq!(b.ack(&MessageId::new(1, 6, -1)), BatchAck::Entry);
+    }
+
+    #[test]
+    fn ack_set_spans_every_word_of_a_large_batch() {
+        let pending: HashSet<i32> = [0, 64, 129].into_iter().collect();
+        assert_eq!(ack_set(&pending, 130), vec![1, 1, 2]);
+        assert_eq!(ack_set(&HashSet::from([3]), 200).len(), 4);
     }
 
     #[test]

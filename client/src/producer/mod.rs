@@ -45,8 +45,11 @@ pub struct ProducerOptions {
     pub batching: Option<BatchingPolicy>,
     /// Payload compression.
     pub compression: CompressionType,
-    /// Most sends awaiting a receipt per partition; `send` waits when it is reached.
+    /// Most sends awaiting a receipt per partition; `send` waits when it is reached
+    /// (or fails with [`Error::QueueFull`] when `block_if_queue_full` is false).
     pub max_pending: usize,
+    /// Whether `send` waits for room in a full pending queue (default) or fails.
+    pub block_if_queue_full: bool,
     /// Fail a send that got no receipt within this time (zero: never).
     pub send_timeout: Duration,
     /// Shared or exclusive access to the topic.
@@ -66,6 +69,7 @@ impl Default for ProducerOptions {
             batching: None,
             compression: CompressionType::None,
             max_pending: 1000,
+            block_if_queue_full: true,
             send_timeout: Duration::from_secs(30),
             access_mode: ProducerAccessMode::Shared,
             routing: RoutingMode::RoundRobin,
@@ -110,7 +114,7 @@ impl ProducerBuilder {
         self
     }
 
-    /// Compression codec (NONE, LZ4 or ZSTD).
+    /// Compression codec (NONE, LZ4, ZLIB, ZSTD or SNAPPY).
     pub fn compression(mut self, c: CompressionType) -> Self {
         self.opts.compression = c;
         self
@@ -119,6 +123,13 @@ impl ProducerBuilder {
     /// Most sends in flight per partition.
     pub fn max_pending(mut self, n: usize) -> Self {
         self.opts.max_pending = n.max(1);
+        self
+    }
+
+    /// Whether `send` waits while the pending queue is full (default true) or fails at
+    /// once with [`Error::QueueFull`].
+    pub fn block_if_queue_full(mut self, block: bool) -> Self {
+        self.opts.block_if_queue_full = block;
         self
     }
 
@@ -189,6 +200,7 @@ impl ProducerBuilder {
             partitions,
             next: AtomicUsize::new(0),
             routing: opts.routing,
+            block_if_full: opts.block_if_queue_full,
         })
     }
 }
@@ -202,6 +214,7 @@ pub struct Producer {
     partitions: Vec<mpsc::Sender<ProducerCmd>>,
     next: AtomicUsize,
     routing: RoutingMode,
+    block_if_full: bool,
 }
 
 /// Resolves to the id of a sent message once the broker acknowledged it.
@@ -248,16 +261,25 @@ impl Producer {
         }
     }
 
-    /// Queues `msg`, waiting while the pending queue is full. The returned future
+    /// Queues `msg`, waiting while the pending queue is full (or failing with
+    /// [`Error::QueueFull`] if the producer is set not to block). The returned future
     /// resolves after the broker's receipt.
     pub async fn send(&self, msg: impl Into<ProducerMessage>) -> Result<SendFuture> {
         let msg = msg.into();
         let p = self.route(&msg);
         let (tx, rx) = oneshot::channel();
-        self.partitions[p]
-            .send(ProducerCmd::Send(Box::new(msg), tx))
-            .await
-            .map_err(|_| Error::Closed("producer"))?;
+        let cmd = ProducerCmd::Send(Box::new(msg), tx);
+        if self.block_if_full {
+            self.partitions[p]
+                .send(cmd)
+                .await
+                .map_err(|_| Error::Closed("producer"))?;
+        } else {
+            self.partitions[p].try_send(cmd).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Error::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => Error::Closed("producer"),
+            })?;
+        }
         Ok(SendFuture(rx))
     }
 

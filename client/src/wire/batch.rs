@@ -1,4 +1,4 @@
-//! Batch payloads and compression.
+//! Batch payloads and compression (LZ4, ZSTD, ZLIB, SNAPPY).
 //!
 //! A batched body is N x `[u32 size][SingleMessageMetadata][payload]`, where `size` is
 //! the length of the encoded `SingleMessageMetadata` and `payload_size` inside it gives
@@ -79,11 +79,33 @@ pub fn append_to_batch(buf: &mut BytesMut, metadata: &SingleMessageMetadata, pay
     buf.put_slice(payload);
 }
 
-/// Compresses `data` the way the Java client does: LZ4 as a raw block, ZSTD as a frame.
+/// Compresses `data` the way the Java client does: LZ4 as a raw block, ZSTD as a frame,
+/// ZLIB as zlib-wrapped deflate, SNAPPY as a raw (unframed) snappy block.
 pub fn compress(codec: CompressionType, data: &[u8]) -> Result<Bytes> {
     match codec {
         CompressionType::None => Ok(Bytes::copy_from_slice(data)),
         CompressionType::Lz4 => Ok(Bytes::from(lz4_flex::block::compress(data))),
+        CompressionType::Zlib => {
+            use std::io::Write as _;
+            let mut enc =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data)
+                .and_then(|()| enc.finish())
+                .map(Bytes::from)
+                .map_err(|e| Error::Compression {
+                    codec: "ZLIB",
+                    op: "compression",
+                    source: Box::new(e),
+                })
+        }
+        CompressionType::Snappy => snap::raw::Encoder::new()
+            .compress_vec(data)
+            .map(Bytes::from)
+            .map_err(|e| Error::Compression {
+                codec: "SNAPPY",
+                op: "compression",
+                source: Box::new(e),
+            }),
         CompressionType::Zstd => {
             zstd::bulk::compress(data, 3)
                 .map(Bytes::from)
@@ -93,7 +115,6 @@ pub fn compress(codec: CompressionType, data: &[u8]) -> Result<Bytes> {
                     source: Box::new(e),
                 })
         }
-        other => Err(Error::UnsupportedCompression(other as i32)),
     }
 }
 
@@ -130,6 +151,40 @@ pub fn decompress(
                 op: "decompression",
                 source: Box::new(e),
             })?
+        }
+        CompressionType::Zlib => {
+            use std::io::Read as _;
+            // Read one byte past the announced size so an oversized stream is detected
+            // without inflating all of it.
+            let mut out = Vec::with_capacity(uncompressed_size);
+            flate2::read::ZlibDecoder::new(&data[..])
+                .take(uncompressed_size as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::Compression {
+                    codec: "ZLIB",
+                    op: "decompression",
+                    source: Box::new(e),
+                })?;
+            out
+        }
+        CompressionType::Snappy => {
+            let len = snap::raw::decompress_len(data).map_err(|e| Error::Compression {
+                codec: "SNAPPY",
+                op: "decompression",
+                source: Box::new(e),
+            })?;
+            if len != uncompressed_size {
+                return Err(Error::MalformedBatch {
+                    reason: "decompressed size differs from uncompressed_size",
+                });
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(data)
+                .map_err(|e| Error::Compression {
+                    codec: "SNAPPY",
+                    op: "decompression",
+                    source: Box::new(e),
+                })?
         }
         other => return Err(Error::UnsupportedCompression(other as i32)),
     };

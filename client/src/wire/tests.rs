@@ -277,6 +277,8 @@ fn lz4_and_zstd_batches_round_trip() {
         CompressionType::None,
         CompressionType::Lz4,
         CompressionType::Zstd,
+        CompressionType::Zlib,
+        CompressionType::Snappy,
     ] {
         let mut md = metadata(0);
         md.num_messages_in_batch = Some(10);
@@ -304,6 +306,23 @@ fn decompression_refuses_huge_claimed_sizes() {
         Err(Error::FrameTooLarge { .. })
     ));
     assert!(decompress(CompressionType::Lz4, &data, 2, 100).is_err());
+}
+
+#[test]
+fn zlib_and_snappy_use_pulsars_formats_and_check_sizes() {
+    let plain = b"hello hello hello hello".repeat(10);
+    // Pulsar's ZLIB is a zlib stream (0x78 header), SNAPPY a raw block whose varint
+    // preamble is the uncompressed length (230 = 0xe6 0x01), not the framed format.
+    let z = compress(CompressionType::Zlib, &plain).expect("zlib");
+    assert_eq!(z[0], 0x78);
+    let s = compress(CompressionType::Snappy, &plain).expect("snappy");
+    assert_eq!(&s[..2], &[0xe6, 0x01]);
+    for (codec, data) in [(CompressionType::Zlib, z), (CompressionType::Snappy, s)] {
+        let out = decompress(codec, &data, plain.len(), DEFAULT_MAX_MESSAGE_SIZE).expect("ok");
+        assert_eq!(&out[..], &plain[..]);
+        assert!(decompress(codec, &data, plain.len() - 1, DEFAULT_MAX_MESSAGE_SIZE).is_err());
+        assert!(decompress(codec, &data, plain.len() + 1, DEFAULT_MAX_MESSAGE_SIZE).is_err());
+    }
 }
 
 #[test]
@@ -361,9 +380,15 @@ proptest! {
             (proptest::option::of("[a-z]{0,8}"), proptest::collection::vec(any::<u8>(), 0..256)),
             1..20,
         ),
-        codec_idx in 0usize..3,
+        codec_idx in 0usize..5,
     ) {
-        let codec = [CompressionType::None, CompressionType::Lz4, CompressionType::Zstd][codec_idx];
+        let codec = [
+            CompressionType::None,
+            CompressionType::Lz4,
+            CompressionType::Zstd,
+            CompressionType::Zlib,
+            CompressionType::Snappy,
+        ][codec_idx];
         let msgs: Vec<BatchMessage> = items.iter().map(|(k, p)| BatchMessage {
             metadata: SingleMessageMetadata {
                 partition_key: k.clone(),

@@ -3,11 +3,12 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use magnetar_bookie::mem::MemLedgers;
 use magnetar_broker::config::BrokerConfig;
-use magnetar_metadata::MemStore;
+use magnetar_metadata::{MemStore, MetadataStore};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,15 @@ impl Resp {
 }
 
 pub async fn start() -> Admin {
+    start_on(MemStore::new(), MemLedgers::new()).await.0
+}
+
+/// A broker over the given stores (so a test can restart it on the same data, or look at
+/// the ledgers); the handle resolves once the broker has stopped after `shutdown`.
+pub async fn start_on(
+    metadata: Arc<dyn MetadataStore>,
+    ledgers: Arc<MemLedgers>,
+) -> (Admin, tokio::task::JoinHandle<()>) {
     let pl = TcpListener::bind("127.0.0.1:0").await.expect("bind pulsar");
     let hl = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
     let pulsar = pl.local_addr().expect("addr");
@@ -50,10 +60,8 @@ pub async fn start() -> Admin {
         ..BrokerConfig::default()
     };
     let sd = shutdown.clone();
-    tokio::spawn(async move {
-        let res =
-            magnetar_broker::service::run(config, pl, hl, MemStore::new(), MemLedgers::new(), sd)
-                .await;
+    let handle = tokio::spawn(async move {
+        let res = magnetar_broker::service::run(config, pl, hl, metadata, ledgers, sd).await;
         if let Err(e) = res {
             panic!("broker failed: {e}");
         }
@@ -79,7 +87,7 @@ pub async fn start() -> Admin {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    admin
+    (admin, handle)
 }
 
 impl Admin {

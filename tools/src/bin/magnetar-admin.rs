@@ -50,6 +50,9 @@ enum Command {
     /// Topics and subscriptions (REST).
     #[command(subcommand)]
     Topics(TopicsCmd),
+    /// Topic schemas in the schema registry (REST).
+    #[command(subcommand)]
+    Schemas(cmd_admin::schemas::SchemasCmd),
     /// Bookies.
     #[command(subcommand)]
     Bookies(BookiesCmd),
@@ -79,6 +82,7 @@ fn main() {
             Command::Tenants(c) => cmd_admin::tenants(&rest()?, c).await,
             Command::Namespaces(c) => cmd_admin::namespaces::run(&rest()?, c).await,
             Command::Topics(c) => cmd_admin::topics::run(&rest()?, c).await,
+            Command::Schemas(c) => cmd_admin::schemas::run(&rest()?, c).await,
             Command::Brokers(c) => cmd_admin::brokers(&rest()?, c).await,
             Command::Bookies(BookiesCmd::List(args)) => {
                 cmd_admin::bookies_list(&rest()?, args).await

@@ -5,6 +5,7 @@
 
 pub mod namespaces;
 pub mod rest;
+pub mod schemas;
 pub mod topics;
 pub mod units;
 

@@ -287,6 +287,35 @@ fn print_message(r: &super::rest::RawResponse) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Per-topic policy verbs: (verb, HTTP method, topic sub-path). A `GET` prints the answer;
+/// `POST` sends the verb's JSON value; `DELETE` removes the override.
+const POLICY_VERBS: &[(&str, &str, &str)] = &[
+    ("set-message-ttl", "POST", "messageTTL"),
+    ("get-message-ttl", "GET", "messageTTL"),
+    ("remove-message-ttl", "DELETE", "messageTTL"),
+    ("set-retention", "POST", "retention"),
+    ("get-retention", "GET", "retention"),
+    ("remove-retention", "DELETE", "retention"),
+    ("set-deduplication", "POST", "deduplicationEnabled"),
+    ("get-deduplication", "GET", "deduplicationEnabled"),
+    ("set-max-producers", "POST", "maxProducers"),
+    ("set-max-consumers", "POST", "maxConsumers"),
+];
+
+/// Runs the per-topic policy `verb` (a row of [`POLICY_VERBS`]) on `topic`.
+async fn policy(rest: &Rest, verb: &str, topic: &str, body: Option<Value>) -> anyhow::Result<()> {
+    let &(_, method, path) = POLICY_VERBS
+        .iter()
+        .find(|(v, _, _)| *v == verb)
+        .ok_or_else(|| anyhow!("unknown topic policy verb {verb}"))?;
+    let url = topic_url(topic, path)?;
+    if method == "GET" {
+        print_json(&rest.get(&url).await?)
+    } else {
+        done(rest, method, url, body).await
+    }
+}
+
 /// Runs a `topics` command.
 pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
     use TopicsCmd as C;
@@ -482,18 +511,11 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
             print_message(&r)
         }
         C::SetMessageTtl { topic, ttl } => {
-            done(
-                rest,
-                "POST",
-                topic_url(&topic, "messageTTL")?,
-                Some(json!(parse_time_secs(&ttl)?)),
-            )
-            .await
+            let ttl = json!(parse_time_secs(&ttl)?);
+            policy(rest, "set-message-ttl", &topic, Some(ttl)).await
         }
-        C::GetMessageTtl(t) => print_json(&rest.get(&topic_url(&t.topic, "messageTTL")?).await?),
-        C::RemoveMessageTtl(t) => {
-            done(rest, "DELETE", topic_url(&t.topic, "messageTTL")?, None).await
-        }
+        C::GetMessageTtl(t) => policy(rest, "get-message-ttl", &t.topic, None).await,
+        C::RemoveMessageTtl(t) => policy(rest, "remove-message-ttl", &t.topic, None).await,
         C::SetRetention { topic, time, size } => {
             let secs = parse_time_secs(&time)?;
             let bytes = parse_size_bytes(&size)?;
@@ -501,43 +523,19 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
                 "retentionTimeInMinutes": if secs < 0 { -1 } else { secs / 60 },
                 "retentionSizeInMB": if bytes < 0 { -1 } else { bytes >> 20 },
             });
-            done(rest, "POST", topic_url(&topic, "retention")?, Some(body)).await
+            policy(rest, "set-retention", &topic, Some(body)).await
         }
-        C::GetRetention(t) => print_json(&rest.get(&topic_url(&t.topic, "retention")?).await?),
-        C::RemoveRetention(t) => {
-            done(rest, "DELETE", topic_url(&t.topic, "retention")?, None).await
-        }
+        C::GetRetention(t) => policy(rest, "get-retention", &t.topic, None).await,
+        C::RemoveRetention(t) => policy(rest, "remove-retention", &t.topic, None).await,
         C::SetDeduplication { topic, enable } => {
-            done(
-                rest,
-                "POST",
-                topic_url(&topic, "deduplicationEnabled")?,
-                Some(json!(enable)),
-            )
-            .await
+            policy(rest, "set-deduplication", &topic, Some(json!(enable))).await
         }
-        C::GetDeduplication(t) => print_json(
-            &rest
-                .get(&topic_url(&t.topic, "deduplicationEnabled")?)
-                .await?,
-        ),
+        C::GetDeduplication(t) => policy(rest, "get-deduplication", &t.topic, None).await,
         C::SetMaxProducers { topic, max } => {
-            done(
-                rest,
-                "POST",
-                topic_url(&topic, "maxProducers")?,
-                Some(json!(max)),
-            )
-            .await
+            policy(rest, "set-max-producers", &topic, Some(json!(max))).await
         }
         C::SetMaxConsumers { topic, max } => {
-            done(
-                rest,
-                "POST",
-                topic_url(&topic, "maxConsumers")?,
-                Some(json!(max)),
-            )
-            .await
+            policy(rest, "set-max-consumers", &topic, Some(json!(max))).await
         }
     }
 }

@@ -83,14 +83,29 @@ impl BrokerInfo {
     }
 }
 
+/// What [`LocalCluster::start_spec`] starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Metadata nodes (1: single node; more: one Raft cluster).
+    pub metadata_nodes: usize,
+    /// Bookies (replication 1,1,1 / 2,2,2 / 3,2,2 for 1 / 2 / more).
+    pub bookies: usize,
+    /// Brokers.
+    pub brokers: usize,
+    /// Broker session TTL (ms).
+    pub ttl_ms: u64,
+}
+
 /// The running processes.
 pub struct LocalCluster {
     /// Data and logs.
     pub dir: tempfile::TempDir,
     bin: PathBuf,
     procs: Vec<(String, Child)>,
-    /// Metadata address.
+    /// Metadata addresses (comma-separated).
     pub metadata: String,
+    /// Metadata nodes: (node id, process name, address).
+    pub metadata_nodes: Vec<(u64, String, String)>,
     /// Brokers in start order.
     pub brokers: Vec<BrokerInfo>,
 }
@@ -100,6 +115,15 @@ impl Drop for LocalCluster {
         for (_, c) in &mut self.procs {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // Debugging aid: MAGNETAR_KEEP_CLUSTER_LOGS=DIR keeps copies of the process logs.
+        if let Some(keep) = std::env::var_os("MAGNETAR_KEEP_CLUSTER_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            for (name, _) in &self.procs {
+                let log = format!("{name}.log");
+                let _ = std::fs::copy(self.dir.path().join(&log), keep.join(&log));
+            }
         }
     }
 }
@@ -123,48 +147,92 @@ impl LocalCluster {
     /// Starts 1 metadata node, `bookies` bookies and `brokers` brokers whose sessions last
     /// `ttl_ms`; returns once every broker is registered.
     pub fn start(bookies: usize, brokers: usize, ttl_ms: u64) -> LocalCluster {
+        LocalCluster::start_spec(Spec {
+            metadata_nodes: 1,
+            bookies,
+            brokers,
+            ttl_ms,
+        })
+    }
+
+    /// Starts the processes `spec` describes; returns once every broker is registered.
+    /// With one metadata node it is named `metadata`, with more `metadata-{id}` (ids from
+    /// 1); bookies are `bookie-{i}` and also use that as their bookie id.
+    pub fn start_spec(spec: Spec) -> LocalCluster {
+        let Spec {
+            metadata_nodes,
+            bookies,
+            brokers,
+            ttl_ms,
+        } = spec;
         let dir = tempfile::tempdir().expect("tempdir");
-        let meta_port = free_port();
+        let meta_addrs: Vec<String> = (0..metadata_nodes.max(1))
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
         let mut c = LocalCluster {
             dir,
             bin: PathBuf::from(env!("CARGO_BIN_EXE_magnetar")),
             procs: Vec::new(),
-            metadata: format!("127.0.0.1:{meta_port}"),
+            metadata: meta_addrs.join(","),
+            metadata_nodes: Vec::new(),
             brokers: Vec::new(),
         };
         let base = c.dir.path().to_path_buf();
         let d = |s: &str| base.join(s).to_string_lossy().into_owned();
-        let meta_dir = d("metadata");
+        let members = if meta_addrs.len() > 1 {
+            meta_addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{}={a}", i + 1))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            String::new()
+        };
+        for (i, addr) in meta_addrs.iter().enumerate() {
+            let id = i as u64 + 1;
+            let name = if meta_addrs.len() > 1 {
+                format!("metadata-{id}")
+            } else {
+                "metadata".to_string()
+            };
+            let data = d(&name);
+            c.spawn(
+                &name,
+                &sv(&[
+                    "metadata",
+                    "--node-id",
+                    &id.to_string(),
+                    "--listen",
+                    addr,
+                    "--data-dir",
+                    &data,
+                    "--members",
+                    &members,
+                ]),
+            );
+            c.metadata_nodes.push((id, name, addr.clone()));
+        }
         let meta = c.metadata.clone();
-        c.spawn(
-            "metadata",
-            &sv(&[
-                "metadata",
-                "--node-id",
-                "1",
-                "--listen",
-                &meta,
-                "--data-dir",
-                &meta_dir,
-            ]),
-        );
-        let init = Command::new(&c.bin)
-            .args(sv(&[
-                "initialize-cluster-metadata",
-                "--cluster",
-                CLUSTER,
-                "--metadata",
-                &meta,
-                "--web-service-url",
-                "http://127.0.0.1:8080",
-                "--broker-service-url",
-                "pulsar://127.0.0.1:6650",
-            ]))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run initialize-cluster-metadata");
-        assert!(init.success(), "initialize-cluster-metadata failed");
+        let init_ok = wait_until(Duration::from_secs(60), || {
+            Command::new(&c.bin)
+                .args(sv(&[
+                    "initialize-cluster-metadata",
+                    "--cluster",
+                    CLUSTER,
+                    "--metadata",
+                    &meta,
+                    "--web-service-url",
+                    "http://127.0.0.1:8080",
+                    "--broker-service-url",
+                    "pulsar://127.0.0.1:6650",
+                ]))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(init_ok, "initialize-cluster-metadata failed");
         let replication = match bookies {
             1 => "1,1,1",
             2 => "2,2,2",
@@ -182,6 +250,8 @@ impl LocalCluster {
                     &data,
                     "--metadata",
                     &meta,
+                    "--bookie-id",
+                    &format!("bookie-{i}"),
                     "--auto-recovery",
                     "false",
                 ]),
@@ -333,4 +403,166 @@ pub fn driver_with_env(py: &Path, args: &[String], env: &[(&str, &str)]) -> Driv
         }
     });
     Driver { child, lines: rx }
+}
+
+/// An HTTP request with a JSON body; `(status, body)`.
+pub fn http_json(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+impl LocalCluster {
+    /// Enables deduplication on `public/default` through the admin API of broker 0.
+    pub fn enable_dedup(&self) {
+        let r = http_json(
+            self.brokers[0].http_port,
+            "POST",
+            "/admin/v2/namespaces/public/default/deduplication",
+            "true",
+        );
+        assert!(
+            r.as_ref().is_some_and(|(s, _)| (200..300).contains(s)),
+            "enabling deduplication failed: {r:?}"
+        );
+    }
+
+    /// Process name of the metadata Raft leader, as the live nodes report it.
+    pub fn metadata_leader(&self) -> Option<String> {
+        let client = magnetar_metadata::GrpcMetadataClient::new(
+            self.metadata.split(',').map(String::from).collect(),
+        )
+        .with_deadline(Duration::from_secs(5));
+        let st = block_on(client.status()).ok()?;
+        self.metadata_nodes
+            .iter()
+            .find(|(id, _, _)| *id == st.leader_id)
+            .map(|(_, name, _)| name.clone())
+    }
+
+    /// Bookie ids of the current (last) fragment of the last ledger of `topic` (in
+    /// public/default), read from the metadata service.
+    pub fn topic_ensemble(&self, topic: &str) -> Option<Vec<String>> {
+        use magnetar_metadata::MetadataStore;
+        let client = magnetar_metadata::GrpcMetadataClient::new(
+            self.metadata.split(',').map(String::from).collect(),
+        )
+        .with_deadline(Duration::from_secs(5));
+        block_on(async {
+            let ml = client
+                .get(&format!(
+                    "/managed-ledgers/public/default/persistent/{topic}"
+                ))
+                .await
+                .ok()??;
+            let ml: serde_json::Value = serde_json::from_slice(&ml.value).ok()?;
+            let id = ml["ledgers"].as_array()?.last()?["id"].as_u64()?;
+            let lm = client
+                .get(&magnetar_bookie::client::meta::ledger_key(id))
+                .await
+                .ok()??;
+            let lm: magnetar_bookie::client::meta::LedgerMetadata =
+                serde_json::from_slice(&lm.value).ok()?;
+            Some(lm.ensembles.last()?.bookies.clone())
+        })
+    }
+}
+
+/// A line from one of several drivers feeding one channel.
+#[derive(Debug)]
+pub struct Event {
+    /// The driver's tag.
+    pub tag: &'static str,
+    /// The line.
+    pub line: String,
+    /// When it was read.
+    pub at: Instant,
+}
+
+/// Starts the driver with `args` and `env`; its lines go to `tx` tagged `tag` (the
+/// returned driver's own `lines` stays empty).
+pub fn driver_into(
+    py: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    tag: &'static str,
+    tx: mpsc::Sender<Event>,
+) -> Driver {
+    let mut child = Command::new(py)
+        .arg(driver_script())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the python driver");
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let ev = Event {
+                tag,
+                line,
+                at: Instant::now(),
+            };
+            if tx.send(ev).is_err() {
+                return;
+            }
+        }
+    });
+    let (_, lines) = mpsc::channel();
+    Driver { child, lines }
+}
+
+/// Reads every stored message of `topic` from the earliest with a fresh reader on
+/// `service_url`; payload index -> copies stored.
+pub fn read_all(
+    py: &Path,
+    service_url: &str,
+    topic: &str,
+) -> std::collections::HashMap<usize, usize> {
+    let r = driver(
+        py,
+        &[
+            "read".into(),
+            service_url.to_string(),
+            topic.to_string(),
+            "90".into(),
+        ],
+    );
+    let mut stored = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(100);
+    loop {
+        assert!(Instant::now() < deadline, "reader did not finish");
+        let Ok(line) = r.lines.recv_timeout(Duration::from_secs(60)) else {
+            panic!("reader silent for 60 s");
+        };
+        if let Some(i) = line.strip_prefix("MSG ") {
+            *stored.entry(i.parse().expect("message index")).or_default() += 1;
+        } else if line == "END" {
+            return stored;
+        }
+    }
 }

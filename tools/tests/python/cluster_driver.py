@@ -5,11 +5,18 @@
       message i (in order), "FAIL <i> <error>" for a failed send, and "DONE".
   cluster_driver.py consume SERVICE_URL TOPIC IDLE_SECS DEADLINE_SECS
       prints "MSG <i>" for every message received (subscription from the earliest message)
-      until IDLE_SECS pass without one, then "END".
+      until IDLE_SECS pass without one, then "END". "READY" once subscribed.
+  cluster_driver.py read SERVICE_URL TOPIC DEADLINE_SECS
+      a reader from the earliest message prints "MSG <i>" for every stored message up to
+      the end of the topic, then "END" (a storage check: each stored copy shows once).
+  cluster_driver.py last-seq SERVICE_URL TOPIC PRODUCER_NAME
+      creates a producer named PRODUCER_NAME and prints "LASTSEQ <n>": the last sequence id
+      the broker reports for that name (deduplication state).
 Every line is flushed at once so the test can act on it (for example kill the owner).
 Environment: CLUSTER_DRIVER_SEND_TIMEOUT_MS (30000), CLUSTER_DRIVER_PRODUCER_NAME
 (cluster-driver), CLUSTER_DRIVER_WINDOW (0: synchronous sends; N: up to N async sends in
-flight, acks printed as they arrive).
+flight, acks printed as they arrive), CLUSTER_DRIVER_SUBSCRIPTION (cluster-check),
+CLUSTER_DRIVER_SUB_TYPE (exclusive or shared), CLUSTER_DRIVER_CONSUMER_NAME.
 """
 import json
 import os
@@ -80,11 +87,18 @@ def produce(service_url, http_url, topic, count, deadline_secs, first=0):
 def consume(service_url, topic, idle_secs, deadline_secs):
     local = topic.split("/")[-1]
     client = pulsar.Client(service_url, operation_timeout_seconds=30)
+    shared = os.environ.get("CLUSTER_DRIVER_SUB_TYPE", "exclusive") == "shared"
+    kwargs = {}
+    if os.environ.get("CLUSTER_DRIVER_CONSUMER_NAME"):
+        kwargs["consumer_name"] = os.environ["CLUSTER_DRIVER_CONSUMER_NAME"]
     consumer = client.subscribe(
         f"persistent://public/default/{local}",
-        "cluster-check",
+        os.environ.get("CLUSTER_DRIVER_SUBSCRIPTION", "cluster-check"),
+        consumer_type=pulsar.ConsumerType.Shared if shared else pulsar.ConsumerType.Exclusive,
         initial_position=pulsar.InitialPosition.Earliest,
+        **kwargs,
     )
+    out("READY")
     end = time.monotonic() + deadline_secs
     while time.monotonic() < end:
         try:
@@ -98,6 +112,31 @@ def consume(service_url, topic, idle_secs, deadline_secs):
     out("END")
 
 
+def read(service_url, topic, deadline_secs):
+    local = topic.split("/")[-1]
+    client = pulsar.Client(service_url, operation_timeout_seconds=30)
+    reader = client.create_reader(f"persistent://public/default/{local}", pulsar.MessageId.earliest)
+    end = time.monotonic() + deadline_secs
+    while time.monotonic() < end and reader.has_message_available():
+        try:
+            msg = reader.read_next(timeout_millis=10000)
+        except pulsar.Timeout:
+            break
+        out(f"MSG {msg.data().decode()}")
+    reader.close()
+    client.close()
+    out("END")
+
+
+def last_seq(service_url, topic, name):
+    local = topic.split("/")[-1]
+    client = pulsar.Client(service_url, operation_timeout_seconds=30)
+    producer = client.create_producer(f"persistent://public/default/{local}", producer_name=name)
+    out(f"LASTSEQ {producer.last_sequence_id()}")
+    producer.close()
+    client.close()
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "produce":
@@ -105,5 +144,9 @@ if __name__ == "__main__":
         produce(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]), first)
     elif mode == "consume":
         consume(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]))
+    elif mode == "read":
+        read(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif mode == "last-seq":
+        last_seq(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(f"unknown mode {mode}")
