@@ -70,3 +70,33 @@ def test_consumer_visible_in_stats(standalone, client, topic):
 
     wait_for(has_consumer, 15, "consumer 'watcher' in subscription stats")
     cons.close()
+
+
+def test_bundle_unload_checks_namespace_and_range(standalone):
+    """Unloading a real bundle answers 204; an unknown namespace 404; a range that is not
+    one of the namespace's bundles 412 (it used to answer 204 for anything)."""
+    from conftest import http_request
+    base = f"{standalone.http_url}/admin/v2/namespaces"
+    status, body = http_get(f"{base}/public/default/bundles")
+    assert status == 200
+    bounds = json.loads(body)["boundaries"]
+    first = f"{bounds[0]}_{bounds[1]}"
+    assert http_request("PUT", f"{base}/public/default/{first}/unload")[0] == 204
+    assert http_request("PUT", f"{base}/public/no-such-ns/{first}/unload")[0] == 404
+    assert http_request("PUT", f"{base}/public/default/0x00000000_0x00000010/unload")[0] == 412
+
+
+def test_backlog_and_current_ledger_sizes_are_live(standalone, client, topic):
+    """`backlogSize` and the open ledger's `size` reflect what was just written, not the
+    last periodic check or the last ledger close."""
+    client.subscribe(topic, "sizes")
+    prod = client.create_producer(topic, batching_enabled=False)
+    for _ in range(3):
+        prod.send(b"x" * 1000)
+    base = f"{standalone.http_url}/admin/v2/persistent/public/default/{topic.split('/')[-1]}"
+    stats = json.loads(http_get(f"{base}/stats")[1])
+    assert stats["subscriptions"]["sizes"]["msgBacklog"] == 3
+    assert stats["backlogSize"] >= 3000
+    internal = json.loads(http_get(f"{base}/internalStats")[1])
+    assert internal["currentLedgerSize"] >= 3000
+    assert internal["currentLedgerSize"] == internal["ledgers"][-1]["size"]

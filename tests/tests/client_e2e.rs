@@ -352,8 +352,10 @@ async fn keyed_messages_stick_to_one_partition() {
     assert_eq!(got, sent_to);
 }
 
-/// A kill -9 and restart while one producer keeps sending: every send that was
-/// acknowledged is readable afterwards (sends that failed may or may not be).
+/// A kill -9 and restart while one producer keeps sending and one consumer keeps
+/// receiving: every send that was acknowledged reaches the consumer that rode out the
+/// restart and is stored exactly once (deduplication is on by default, so the producer's
+/// resends after reconnecting are not stored again); sends that failed may or may not be.
 #[tokio::test]
 async fn acknowledged_messages_survive_kill9_while_producing() {
     let mut s = Standalone::start(StandaloneOpts::default()).await;
@@ -370,6 +372,24 @@ async fn acknowledged_messages_survive_kill9_while_producing() {
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stop = tokio_util::sync::CancellationToken::new();
+    // A consumer that rides out the restart: deliveries counted per message.
+    let live = consumer(&c, &t, "live", SubType::Exclusive).await;
+    let delivered = Arc::new(Mutex::new(std::collections::BTreeMap::<usize, usize>::new()));
+    let live_done = tokio_util::sync::CancellationToken::new();
+    let live_task = {
+        let (delivered, done) = (delivered.clone(), live_done.clone());
+        tokio::spawn(async move {
+            while !done.is_cancelled() {
+                let Ok(Some(m)) = live.receive_timeout(Duration::from_millis(200)).await else {
+                    continue; // empty poll, or the broker is down: the consumer reconnects
+                };
+                if let Some(i) = text(&m).strip_prefix("r-").and_then(|n| n.parse().ok()) {
+                    *delivered.lock().expect("lock").entry(i).or_insert(0) += 1;
+                }
+                let _ = live.ack(&m);
+            }
+        })
+    };
     // Sends are pipelined (paced at ~500/s, receipts collected separately), so the kill
     // lands with messages in flight and the outage fills the producer's pending queue,
     // which it must resend in order after reconnecting.
@@ -443,11 +463,31 @@ async fn acknowledged_messages_survive_kill9_while_producing() {
             .strip_prefix("r-")
             .and_then(|n| n.parse().ok())
             .expect("payload r-<n>");
-        seen.insert(i);
+        assert!(seen.insert(i), "r-{i} is stored twice");
         assert!(seen.len() <= total, "more distinct messages than sent");
     }
+    // The live consumer gets everything acknowledged, however long it was cut off.
+    magnetar_tests::wait_for(
+        "the live consumer to catch up",
+        Duration::from_secs(60),
+        || {
+            let d = delivered.lock().expect("lock");
+            let caught_up = acked.iter().all(|i| d.contains_key(i));
+            async move { caught_up.then_some(()) }
+        },
+    )
+    .await;
+    live_done.cancel();
+    live_task.await.expect("live consumer task");
+    let redelivered = delivered
+        .lock()
+        .expect("lock")
+        .values()
+        .filter(|n| **n > 1)
+        .count();
     eprintln!(
-        "ride-out: {total} sent, {} acked, {failed} failed, {} read back",
+        "ride-out: {total} sent, {} acked, {failed} failed, {} read back, {redelivered} \
+         redelivered to the live consumer (acks the kill lost)",
         acked.len(),
         seen.len()
     );

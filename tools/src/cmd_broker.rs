@@ -110,7 +110,26 @@ pub fn merge_toml(base: &mut toml::Value, over: toml::Value) {
     }
 }
 
-/// `defaults` overlaid with the TOML file at `path` (if any).
+/// Keys of `file` (dotted paths) that `known` does not have.
+fn unknown_keys(known: &toml::Value, file: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    let (Some(known), Some(file)) = (known.as_table(), file.as_table()) else {
+        return;
+    };
+    for (k, v) in file {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match known.get(k) {
+            None => out.push(path),
+            Some(kv) => unknown_keys(kv, v, &path, out),
+        }
+    }
+}
+
+/// `defaults` overlaid with the TOML file at `path` (if any); a key the defaults do not
+/// have is an error, so a misspelled setting is not silently ignored.
 pub fn load_toml<T: Serialize + for<'de> Deserialize<'de>>(
     defaults: &T,
     path: Option<&std::path::Path>,
@@ -123,6 +142,15 @@ pub fn load_toml<T: Serialize + for<'de> Deserialize<'de>>(
     let file: toml::Value =
         toml::from_str(&text).with_context(|| format!("bad TOML in {}", path.display()))?;
     let mut merged = toml::Value::try_from(defaults).context("encode defaults")?;
+    let mut unknown = Vec::new();
+    unknown_keys(&merged, &file, "", &mut unknown);
+    if !unknown.is_empty() {
+        bail!(
+            "unknown setting(s) in {}: {} (misspelled?)",
+            path.display(),
+            unknown.join(", ")
+        );
+    }
     merge_toml(&mut merged, file);
     merged
         .try_into()
@@ -194,14 +222,27 @@ impl BrokerArgs {
 
 /// Waits until the metadata service answers (a leader is elected).
 pub async fn wait_for_metadata(store: &dyn MetadataStore, within: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
+    let start = tokio::time::Instant::now();
+    let deadline = start + within;
+    let mut next_note = start + Duration::from_secs(5);
     loop {
         match store.get("/clusters").await {
             Ok(_) => return Ok(()),
             Err(e) if tokio::time::Instant::now() > deadline => {
                 return Err(e).context("metadata service did not answer in time")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                if tokio::time::Instant::now() >= next_note {
+                    tracing::warn!(
+                        error = %e,
+                        waited_secs = start.elapsed().as_secs(),
+                        limit_secs = within.as_secs(),
+                        "still waiting for the metadata service"
+                    );
+                    next_note += Duration::from_secs(5);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
         }
     }
 }
@@ -216,6 +257,7 @@ pub async fn run(args: BrokerArgs, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {}", cfg.http_listen))?;
     let metadata: Arc<dyn MetadataStore> = Arc::new(GrpcMetadataClient::new(cfg.metadata.clone()));
+    tracing::info!(metadata = ?cfg.metadata, "waiting for the metadata service");
     tokio::select! {
         r = wait_for_metadata(metadata.as_ref(), Duration::from_secs(60)) => r?,
         _ = shutdown.cancelled() => return Ok(()),
@@ -262,5 +304,35 @@ mod tests {
         assert!(c.broker.cluster.enabled);
         assert_eq!(c.broker.ledger.ack_quorum, 1);
         assert_eq!(c.http_listen, "0.0.0.0:8080");
+    }
+
+    fn resolve_file(text: &str) -> anyhow::Result<BrokerProcessConfig> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, text).expect("write");
+        BrokerArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn the_documented_example_file_parses() {
+        let doc = include_str!("../../docs/operations.md");
+        let start = doc.find("```toml\n").expect("a toml block in operations.md") + 8;
+        let len = doc[start..].find("```").expect("closed block");
+        let c = resolve_file(&doc[start..start + len]).expect("the documented file is valid");
+        assert_eq!(c.broker.cluster_name, "prod");
+        assert_eq!(c.broker.cluster.default_bundles, 4);
+    }
+
+    #[test]
+    fn a_misspelled_setting_is_refused() {
+        let e = resolve_file("[broker.cluster]\nsesion_ttl_ms = 5\n").expect_err("misspelled key");
+        assert!(
+            format!("{e:#}").contains("broker.cluster.sesion_ttl_ms"),
+            "{e:#}"
+        );
     }
 }

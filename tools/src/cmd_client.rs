@@ -205,11 +205,18 @@ async fn consume(
             },
         };
         if args.verbose {
+            // As pulsar-client prints it: `key:[k], properties:[a=1, b=2], content:...`.
+            let mut props: Vec<String> = msg
+                .properties
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            props.sort();
             println!(
-                "----- got message -----\nid: {}\nkey: {:?}\nproperties: {:?}\ncontent: {}",
+                "----- got message -----\nid: {}\nkey:[{}], properties:[{}], content:{}",
                 msg.id,
-                msg.key,
-                msg.properties,
+                msg.key.as_deref().unwrap_or("null"),
+                props.join(", "),
                 String::from_utf8_lossy(&msg.payload)
             );
         } else {

@@ -10,6 +10,9 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // A closed stderr (say `magnetar broker 2>&1 | head`) must not turn every log
+        // line into a panic: the process keeps running without its log.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -22,6 +25,9 @@ pub fn init_tracing_quiet() {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // A closed stderr (say `magnetar broker 2>&1 | head`) must not turn every log
+        // line into a panic: the process keeps running without its log.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -63,6 +69,7 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    exit_quietly_on_broken_pipe();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,6 +85,25 @@ where
         eprintln!("{name}: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Makes printing to a closed stdout or stderr (`magnetar-admin ... | head`) end the
+/// process quietly with status 141, as a shell reports SIGPIPE, instead of a panic with a
+/// backtrace.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// Splits a comma-separated address list.

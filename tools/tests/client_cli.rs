@@ -108,7 +108,7 @@ fn verbose_consume_shows_key_and_properties() {
         ],
         LIMIT,
     ));
-    assert!(out.contains("content: payload"), "{out}");
-    assert!(out.contains("the-key"), "{out}");
-    assert!(out.contains("color") && out.contains("blue"), "{out}");
+    assert!(out.contains("content:payload"), "{out}");
+    assert!(out.contains("key:[the-key]"), "{out}");
+    assert!(out.contains("color=blue"), "{out}");
 }

@@ -44,7 +44,7 @@ pub(super) async fn remote_owner(b: &Broker, p: &TopicName) -> AdminResult<Optio
     }
 }
 
-/// The admin path of partition `p` followed by `suffix` (e.g. `/stats`, `?force=true`).
+/// The admin path of topic (or partition) `p` followed by `suffix` (`/stats`, `?force=true`).
 pub(super) fn partition_path(p: &TopicName, suffix: &str) -> String {
     format!(
         "/admin/v2/persistent/{}/{}/{}{suffix}",
@@ -96,12 +96,14 @@ pub(super) fn passed_on(status: StatusCode, body: &Value) -> AdminError {
     AdminError::new(status, reason)
 }
 
-/// True if `path` (after the topic) is a subscription operation that applies to every
-/// partition of a partitioned topic.
-pub(super) fn is_subscription_op(rest: &str) -> bool {
-    rest == "subscriptions"
-        || rest.starts_with("subscription/")
-        || rest.starts_with("all_subscription/")
+/// True if `method rest` (`rest` follows the topic in the path) is a subscription
+/// operation that applies to every partition of a partitioned topic. Reads other than the
+/// listing (peek) name one partition and are not fanned out.
+pub(super) fn is_subscription_op(method: &Method, rest: &str) -> bool {
+    if method == Method::GET {
+        return rest == "subscriptions";
+    }
+    rest.starts_with("subscription/") || rest.starts_with("all_subscription/")
 }
 
 /// Carries out a subscription operation on every partition of `base` at its owner (this

@@ -53,7 +53,7 @@ pub(super) async fn to_owner(State(b): State<Arc<Broker>>, req: Request, next: N
         // A partitioned topic: subscription operations go to every partition's owner; the
         // other handlers visit the partitions themselves (see `fanout`).
         let rest = rest_of(req.uri().path()).to_string();
-        if super::fanout::is_subscription_op(&rest) {
+        if super::fanout::is_subscription_op(req.method(), &rest) {
             let method = req.method().clone();
             let query = req.uri().query().map(str::to_string);
             let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {

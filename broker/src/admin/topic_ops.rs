@@ -102,6 +102,21 @@ async fn create(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<Sta
 /// deletes its managed ledger (every ledger on the bookies, its cursors and the ledger
 /// list), then its remaining metadata (cursor keys, ledger list, topic marker).
 pub(super) async fn remove_topic(b: &Broker, name: &TopicName, force: bool) -> AdminResult<()> {
+    if let Some(owner) = super::fanout::remote_owner(b, name).await? {
+        // Cluster mode: only the owner may open (and so delete) the topic's ledger.
+        let q = if force { "?force=true" } else { "" };
+        let (status, v) = super::fanout::forward(
+            &owner,
+            axum::http::Method::DELETE,
+            &super::fanout::partition_path(name, q),
+            None,
+        )
+        .await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        return Err(super::fanout::passed_on(status, &v));
+    }
     if let Some(topic) = b.loaded_topic(name) {
         let busy = !topic.producers().is_empty()
             || topic.subscriptions().iter().any(|s| {
@@ -179,19 +194,8 @@ async fn delete_partitioned_inner(
     }
     for i in 0..n {
         let p = name.partition(i);
-        if let Some(owner) = super::fanout::remote_owner(b, &p).await? {
-            let q = if force { "?force=true" } else { "" };
-            let (status, v) = super::fanout::forward(
-                &owner,
-                axum::http::Method::DELETE,
-                &super::fanout::partition_path(&p, q),
-                None,
-            )
-            .await?;
-            if !status.is_success() && status != StatusCode::NOT_FOUND {
-                return Err(super::fanout::passed_on(status, &v));
-            }
-        } else if b.topic_exists(&p).await.map_err(be)? {
+        // Each partition is deleted by its owner (`remove_topic` forwards in cluster mode).
+        if b.cluster.get().is_some() || b.topic_exists(&p).await.map_err(be)? {
             remove_topic(b, &p, force).await?;
         }
     }
@@ -426,9 +430,18 @@ async fn internal_stats(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminRe
                 }),
             );
         }
+        // The open ledger's entry count and size are only stored when it closes: take them
+        // from the live log.
+        let closed_size: u64 = ledgers
+            .iter()
+            .rev()
+            .skip(1)
+            .filter_map(|l| l["size"].as_u64())
+            .sum();
         if let (Some(l), Some(lc)) = (ledgers.last_mut(), topic.log.last_confirmed()) {
             if l["ledgerId"].as_u64() == Some(lc.ledger) {
                 l["entries"] = json!(lc.entry + 1);
+                l["size"] = json!(topic.log.size_bytes().saturating_sub(closed_size));
             }
         }
         (

@@ -79,6 +79,7 @@ async fn unload(
 ) -> AdminResult<Response> {
     let range = BundleRange::parse(&bundle)?;
     let ns_path = format!("{t}/{ns}");
+    require_bundle(&b, &ns_path, range).await?;
     let Some(c) = b.cluster.get() else {
         // Standalone: nobody else can take the bundle; closing its topics is the unload.
         b.close_topics(|n| {
@@ -91,6 +92,32 @@ async fn unload(
         BundleOp::Done => Ok(StatusCode::NO_CONTENT.into_response()),
         BundleOp::OwnedBy(o) => Ok(redirect(&o.web_service_url, &uri)),
     }
+}
+
+/// 404 for an unknown namespace, 412 for a range that is not one of its bundles.
+async fn require_bundle(b: &Broker, ns_path: &str, range: BundleRange) -> AdminResult<()> {
+    let stored = b
+        .metadata
+        .get(&format!("/namespaces/{ns_path}"))
+        .await
+        .map_err(crate::error::BrokerError::from)?;
+    if stored.is_none() {
+        return Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            format!("Namespace {ns_path} does not exist"),
+        ));
+    }
+    let nb = match b.cluster.get() {
+        Some(c) => c.namespace_bundles(ns_path, true).await?,
+        None => NamespaceBundles::even(b.config.cluster.default_bundles),
+    };
+    if !nb.ranges()?.contains(&range) {
+        return Err(AdminError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("no bundle {range} in namespace {ns_path}"),
+        ));
+    }
+    Ok(())
 }
 
 async fn split(

@@ -296,11 +296,9 @@ async fn measure(
     let Some((entries, sub)) = slowest else {
         return Ok((Backlog::default(), None));
     };
-    let stored = topic.log.entries().max(1);
-    let avg = topic.log.size_bytes() / stored;
     let mut backlog = Backlog {
         entries,
-        bytes: entries.saturating_mul(avg),
+        bytes: super::stats::backlog_bytes(topic),
         age_secs: None,
     };
     if need_age && entries > 0 {

@@ -22,6 +22,19 @@ pub fn subscription_fields(sub: &SubscriptionHandle) -> Map<String, Value> {
     m
 }
 
+/// Estimated bytes of the largest durable subscription backlog (its entries times the
+/// average stored entry size), measured now rather than at the last quota check.
+pub fn backlog_bytes(topic: &Topic) -> u64 {
+    let entries = topic
+        .subscriptions()
+        .iter()
+        .filter(|s| s.durable)
+        .filter_map(|s| s.cursor.backlog())
+        .max()
+        .unwrap_or(0);
+    entries.saturating_mul(topic.log.size_bytes() / topic.log.entries().max(1))
+}
+
 /// Topic-level fields: `deduplicationStatus`, `backlogSize`, `storageSize`,
 /// `oldestBacklogMessageAgeSeconds`, `msgExpired`, `msgEvicted`, `msgDuplicates`.
 /// Merge them into the topic stats object.
@@ -29,7 +42,7 @@ pub fn topic_fields(topic: &Topic) -> Map<String, Value> {
     let c = &topic.lifecycle.counters;
     let v = json!({
         "deduplicationStatus": topic.lifecycle.dedup_status(),
-        "backlogSize": c.backlog_bytes.load(Relaxed),
+        "backlogSize": backlog_bytes(topic),
         "storageSize": topic.log.size_bytes(),
         "oldestBacklogMessageAgeSeconds": c.backlog_age_secs.load(Relaxed),
         "msgExpired": c.msg_expired.load(Relaxed),

@@ -18,7 +18,7 @@ struct Cli {
         long,
         env = "MAGNETAR_METADATA",
         global = true,
-        default_value = "127.0.0.1:2181"
+        default_value = "127.0.0.1:7000"
     )]
     metadata: String,
     /// Admin REST URL of a broker, for clusters/tenants/namespaces/topics/bookies commands.

@@ -539,3 +539,30 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: super::TopicsCmd,
+    }
+
+    #[test]
+    fn every_policy_verb_is_a_topics_subcommand() {
+        let cmd = Cli::command();
+        let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        for (verb, method, _) in super::POLICY_VERBS {
+            assert!(
+                names.contains(verb),
+                "{verb} is not a `topics` verb: {names:?}"
+            );
+            assert!(
+                ["GET", "POST", "DELETE"].contains(method),
+                "{verb}: {method}"
+            );
+        }
+    }
+}

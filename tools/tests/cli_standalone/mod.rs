@@ -47,6 +47,31 @@ fn healthy(http_port: u16) -> bool {
 impl Standalone {
     /// Starts one and waits (at most 60 s) until its health endpoint answers 200.
     pub fn start() -> Standalone {
+        Self::launch(false)
+    }
+
+    /// Like [`Standalone::start`], with stdout and stderr pipes whose reading ends are
+    /// closed at once (a log consumer that went away).
+    pub fn start_with_closed_output() -> Standalone {
+        Self::launch(true)
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn launch(closed_output: bool) -> Standalone {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let http_port = free_port();
@@ -59,10 +84,21 @@ impl Standalone {
             .args(["--http-port", &http_port.to_string()])
             .args(["--bind-address", "127.0.0.1"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
+            .stdout(if closed_output {
+                Stdio::piped()
+            } else {
+                log.try_clone().expect("log handle").into()
+            })
+            .stderr(if closed_output {
+                Stdio::piped()
+            } else {
+                log.into()
+            })
             .spawn()
             .expect("spawn magnetar standalone");
+        let mut child = child;
+        drop(child.stdout.take());
+        drop(child.stderr.take());
         let mut s = Standalone {
             child,
             port,
