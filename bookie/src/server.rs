@@ -169,13 +169,27 @@ impl BookieRpc for Service {
             .clamp(1, MAX_ENTRY_BYTES);
         let resp = match self
             .storage
-            .read_range(r.ledger_id, r.first_entry, r.last_entry, max)
+            .read_range_strided(r.ledger_id, r.first_entry, r.last_entry, r.stride, max)
             .await
         {
-            Ok(entries) => pb::ReadRangeResponse {
+            // Older clients expect a corrupt entry to fail the whole read.
+            Ok(range) if range.corrupt.is_some() && !r.stop_at_corrupt => {
+                let (s, message) = to_status(&LedgerError::Corrupt {
+                    ledger: r.ledger_id,
+                    entry: range.corrupt.unwrap_or_default(),
+                    bookie: self.storage.bookie_id().to_string(),
+                });
+                pb::ReadRangeResponse {
+                    status: s as i32,
+                    message,
+                    ..Default::default()
+                }
+            }
+            Ok(range) => pb::ReadRangeResponse {
                 status: pb::Status::Ok as i32,
                 message: String::new(),
-                entries: entries
+                entries: range
+                    .entries
                     .into_iter()
                     .map(|(entry_id, data, crc32c)| pb::Entry {
                         entry_id,
@@ -183,13 +197,14 @@ impl BookieRpc for Service {
                         crc32c,
                     })
                     .collect(),
+                corrupt_entry: range.corrupt,
             },
             Err(e) => {
                 let (s, message) = to_status(&e);
                 pb::ReadRangeResponse {
                     status: s as i32,
                     message,
-                    entries: Vec::new(),
+                    ..Default::default()
                 }
             }
         };

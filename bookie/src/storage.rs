@@ -9,6 +9,7 @@
 //! the deleted key range on a thread of its own). The bytes the data directory takes are
 //! reported as the gauge `magnetar_bookie_disk_used_bytes{bookie}`.
 
+mod range;
 mod reclaim;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::LedgerError;
+pub use range::StridedRange;
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
@@ -344,6 +346,11 @@ impl Storage {
             .collect();
         v.sort_by_key(|(k, _)| *k);
         v
+    }
+
+    /// The id of the bookie this store belongs to.
+    pub fn bookie_id(&self) -> &str {
+        &self.inner.bookie
     }
 
     /// Subscribes to commit notifications (for LAC long-polls).

@@ -320,7 +320,10 @@ mod tests {
     #[test]
     fn the_documented_example_file_parses() {
         let doc = include_str!("../../docs/operations.md");
-        let start = doc.find("```toml\n").expect("a toml block in operations.md") + 8;
+        let start = doc
+            .find("```toml\n")
+            .expect("a toml block in operations.md")
+            + 8;
         let len = doc[start..].find("```").expect("closed block");
         let c = resolve_file(&doc[start..start + len]).expect("the documented file is valid");
         assert_eq!(c.broker.cluster_name, "prod");

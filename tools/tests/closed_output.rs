@@ -14,7 +14,16 @@ fn standalone_with_a_closed_log_pipe_serves_and_stops_on_sigterm() {
     // Enough work to log plenty of lines into the closed pipe.
     let out = run(
         env!("CARGO_BIN_EXE_magnetar-client"),
-        &["--url", &s.url(), "produce", "closed-log", "-m", "hello", "-n", "20"],
+        &[
+            "--url",
+            &s.url(),
+            "produce",
+            "closed-log",
+            "-m",
+            "hello",
+            "-n",
+            "20",
+        ],
         Duration::from_secs(60),
     );
     assert!(

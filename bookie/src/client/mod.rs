@@ -1,5 +1,6 @@
 //! The ledger client: [`BookKeeper`] implements [`crate::Ledgers`] over real bookies.
 
+mod batch;
 mod ensemble;
 pub mod meta;
 pub mod pool;

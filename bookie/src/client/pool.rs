@@ -20,6 +20,18 @@ type Result<T> = std::result::Result<T, LedgerError>;
 /// Deadline of one unary bookie call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Data bytes a bookie returns for one range request at most (plus one entry).
+pub const RANGE_READ_BYTES: u64 = 4 << 20;
+
+/// Entries returned by [`BookiePool::read_range_strided`].
+#[derive(Debug, Default)]
+pub struct RangeReply {
+    /// `(entry, data)` in entry order, CRC-checked; sparse where the bookie lacks entries.
+    pub entries: Vec<(u64, Bytes)>,
+    /// A corrupt entry met after the last returned one; the run stops before it.
+    pub corrupt: Option<u64>,
+}
+
 /// Cached gRPC channels to bookies, keyed by bookie id.
 pub struct BookiePool {
     metadata: Arc<dyn MetadataStore>,
@@ -154,7 +166,9 @@ impl BookiePool {
                     ledger_id: ledger,
                     first_entry: first,
                     last_entry: last,
-                    max_bytes: 4 << 20,
+                    max_bytes: RANGE_READ_BYTES,
+                    stride: 1,
+                    stop_at_corrupt: false,
                 }),
             )
             .await?;
@@ -164,6 +178,54 @@ impl BookiePool {
             .take_while(|e| crc32c::crc32c(&e.data) == e.crc32c)
             .map(|e| (e.entry_id, e.data))
             .collect())
+    }
+
+    /// Reads the entries `bookie` holds among `first, first + stride, ...` up to `last`
+    /// (sparse, at most [`RANGE_READ_BYTES`] of data), CRC-checked. A corrupt entry, found by
+    /// the bookie or by this check, ends the run and is reported in [`RangeReply::corrupt`].
+    pub async fn read_range_strided(
+        &self,
+        bookie: &str,
+        ledger: u64,
+        first: u64,
+        last: u64,
+        stride: u64,
+    ) -> Result<RangeReply> {
+        let stride = stride.max(1);
+        let mut c = self.client(bookie).await?;
+        let r = self
+            .call(
+                bookie,
+                c.read_range(pb::ReadRangeRequest {
+                    ledger_id: ledger,
+                    first_entry: first,
+                    last_entry: last,
+                    max_bytes: RANGE_READ_BYTES,
+                    stride,
+                    stop_at_corrupt: true,
+                }),
+            )
+            .await?;
+        from_status(r.status, r.message, bookie, ledger, first)?;
+        let mut reply = RangeReply {
+            entries: Vec::with_capacity(r.entries.len()),
+            corrupt: r.corrupt_entry,
+        };
+        for e in r.entries {
+            // An older bookie ignores the stride and returns every entry it holds.
+            if e.entry_id < first
+                || e.entry_id > last
+                || !(e.entry_id - first).is_multiple_of(stride)
+            {
+                continue;
+            }
+            if crc32c::crc32c(&e.data) != e.crc32c {
+                reply.corrupt = Some(e.entry_id);
+                break;
+            }
+            reply.entries.push((e.entry_id, e.data));
+        }
+        Ok(reply)
     }
 
     /// Fences `ledger` on `bookie`; returns the bookie's LAC.

@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 
 use super::meta::LedgerMetadata;
 use super::pool::BookiePool;
@@ -13,8 +12,8 @@ use crate::error::LedgerError;
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
-/// Entries read concurrently by one range read.
-const READ_CONCURRENCY: usize = 64;
+/// Per-entry failover reads one run of a range read keeps in flight.
+pub(crate) const READ_CONCURRENCY: usize = 64;
 
 /// What reads need: bookie connections and the corruption counter.
 #[derive(Clone)]
@@ -25,7 +24,8 @@ pub(crate) struct ReadCtx {
 }
 
 impl ReadCtx {
-    /// Reads `first..=last` in order.
+    /// Reads `first..=last` in order: one entry with per-entry failover, a longer range with
+    /// parallel strided range reads (see [`super::batch`]).
     pub(crate) async fn read(
         &self,
         m: &LedgerMetadata,
@@ -37,76 +37,64 @@ impl ReadCtx {
                 "empty range {first}..={last}"
             )));
         }
-        if m.config.ensemble == m.config.write_quorum {
-            return self.read_striped_by_range(m, first, last).await;
+        if first == last {
+            return Ok(vec![self.read_entry(m, first).await?]);
         }
-        futures::stream::iter(first..=last)
-            .map(|e| self.read_entry(m, e))
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await
+        self.read_batched(m, first, last).await
     }
 
-    /// Every bookie of a fragment holds all its entries: read runs with ReadRange from one
-    /// replica and fall back to per-entry failover at the first gap or bad entry.
-    async fn read_striped_by_range(
-        &self,
-        m: &LedgerMetadata,
-        first: u64,
-        last: u64,
-    ) -> Result<Vec<Bytes>> {
-        let mut out = Vec::with_capacity((last - first + 1).min(65_536) as usize);
-        let mut cur = first;
-        while cur <= last {
-            let fi = m.fragment_index(cur);
-            let frag_last = m.fragment_last(fi).map_or(last, |l| l.min(last));
-            let ws = m.write_set(cur);
-            let mut got = Vec::new();
-            if frag_last > cur {
-                if let Ok(run) = self
-                    .pool
-                    .read_range(&ws[0], self.ledger, cur, frag_last)
-                    .await
-                {
-                    got = run;
-                }
-            }
-            let mut advanced = false;
-            for (e, data) in got {
-                if e != cur {
-                    break;
-                }
-                out.push(data);
-                cur += 1;
-                advanced = true;
-            }
-            if !advanced && cur <= last {
-                out.push(self.read_entry(m, cur).await?);
-                cur += 1;
-            }
-        }
-        Ok(out)
+    /// Counts and logs a corrupt replica (`entry` unknown when a whole range read failed).
+    pub(crate) fn report_corrupt(&self, bookie: &str, entry: Option<u64>) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("magnetar_bookie_client_corrupt_reads_total").increment(1);
+        tracing::error!(
+            ledger = self.ledger,
+            entry,
+            bookie,
+            "corrupt replica; trying another"
+        );
     }
 
     /// Reads one entry from the first replica that returns a good copy. A second round runs
     /// if a replica was unreachable: its channel was dropped and its address is re-resolved
     /// (a restarted bookie may listen elsewhere).
     pub(crate) async fn read_entry(&self, m: &LedgerMetadata, entry: u64) -> Result<Bytes> {
-        match self.read_entry_once(m, entry).await {
-            Err(LedgerError::Bookie { .. }) => self.read_entry_once(m, entry).await,
+        self.read_entry_skipping(m, entry, None).await
+    }
+
+    /// [`Self::read_entry`], not asking `skip`, a replica already found to hold it corrupt
+    /// (and already reported).
+    pub(crate) async fn read_entry_skipping(
+        &self,
+        m: &LedgerMetadata,
+        entry: u64,
+        skip: Option<&str>,
+    ) -> Result<Bytes> {
+        match self.read_entry_once(m, entry, skip).await {
+            Err(LedgerError::Bookie { .. }) => self.read_entry_once(m, entry, skip).await,
             other => other,
         }
     }
 
-    async fn read_entry_once(&self, m: &LedgerMetadata, entry: u64) -> Result<Bytes> {
-        let mut last_err = None;
+    async fn read_entry_once(
+        &self,
+        m: &LedgerMetadata,
+        entry: u64,
+        skip: Option<&str>,
+    ) -> Result<Bytes> {
+        let mut last_err = skip.map(|b| LedgerError::Corrupt {
+            ledger: self.ledger,
+            entry,
+            bookie: b.to_string(),
+        });
         for b in m.write_set(entry) {
+            if skip == Some(b.as_str()) {
+                continue;
+            }
             match self.pool.read_entry(&b, self.ledger, entry).await {
                 Ok(d) => return Ok(d),
                 Err(e @ LedgerError::Corrupt { .. }) => {
-                    self.corrupt.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("magnetar_bookie_client_corrupt_reads_total").increment(1);
-                    tracing::error!(ledger = self.ledger, entry, bookie = %b, "corrupt replica; trying another");
+                    self.report_corrupt(&b, Some(entry));
                     last_err = Some(e);
                 }
                 Err(e) => {
