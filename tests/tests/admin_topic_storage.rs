@@ -57,20 +57,30 @@ async fn deleting_a_topic_deletes_its_ledgers_cursors_and_metadata() {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     produce(&a, "doomed", 5).await;
-    // A second ledger: unload the topic (closing its ledger), then write again.
+    // A second ledger: unload every bundle (closing the topic's ledger), then write again.
     let r = a
-        .call(
-            "PUT",
-            "/admin/v2/namespaces/public/default/0x00000000_0xffffffff/unload",
-            None,
-        )
+        .call("GET", "/admin/v2/namespaces/public/default/bundles", None)
         .await;
-    assert!(
-        r.status == 204 || r.status == 404,
-        "{} {}",
-        r.status,
-        r.body
-    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bounds: Vec<&str> = r.body["boundaries"]
+        .as_array()
+        .expect("boundaries")
+        .iter()
+        .map(|b| b.as_str().expect("boundary"))
+        .collect();
+    for w in bounds.windows(2) {
+        let r = a
+            .call(
+                "PUT",
+                &format!(
+                    "/admin/v2/namespaces/public/default/{}_{}/unload",
+                    w[0], w[1]
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
     produce(&a, "doomed", 2).await;
 
     let before = a.get(&format!("{topic}/internalStats")).await;

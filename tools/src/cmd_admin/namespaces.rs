@@ -65,14 +65,14 @@ pub enum NamespacesCmd {
     /// Unload a namespace's bundle (all bundles without --bundle).
     Unload {
         namespace: String,
-        /// Bundle range (`0x00000000_0x40000000`).
+        /// Bundle range (`0x00000000_0x3fffffff`).
         #[arg(short = 'b', long)]
         bundle: Option<String>,
     },
     /// Split a namespace bundle in two.
     SplitBundle {
         namespace: String,
-        /// Bundle range (`0x00000000_0x40000000`).
+        /// Bundle range (`0x00000000_0x3fffffff`).
         #[arg(short = 'b', long)]
         bundle: String,
     },
