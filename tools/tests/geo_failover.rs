@@ -11,14 +11,12 @@
 mod cluster_support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    driver, driver_with_env, free_port, http_get, python, wait_until, BrokerInfo, Driver,
-    LocalCluster, CLUSTER,
+    driver, driver_with_env, free_port, http_get, http_json, python, wait_until, BrokerInfo,
+    Driver, LocalCluster, CLUSTER,
 };
 
 const REMOTE: &str = "remote";
@@ -98,29 +96,8 @@ impl Remote {
 /// Messages the idle test produces.
 const IDLE_COUNT: usize = 300;
 
-/// An HTTP request with a JSON body; `(status, body)`.
-fn http_send(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Some((status, body))
-}
-
 fn ok(port: u16, method: &str, path: &str, body: &str) {
-    let r = http_send(port, method, path, body);
+    let r = http_json(port, method, path, body);
     assert!(
         r.as_ref().is_some_and(|(s, _)| (200..300).contains(s)),
         "{method} {path}: {r:?}"
