@@ -100,3 +100,19 @@ def test_backlog_and_current_ledger_sizes_are_live(standalone, client, topic):
     internal = json.loads(http_get(f"{base}/internalStats")[1])
     assert internal["currentLedgerSize"] >= 3000
     assert internal["currentLedgerSize"] == internal["ledgers"][-1]["size"]
+
+
+def test_topic_unload_clients_reconnect_and_continue(standalone, client, topic):
+    """`PUT .../{topic}/unload` (pulsar-admin topics unload) closes the topic; connected
+    producers and consumers reconnect by themselves and nothing is lost."""
+    from conftest import http_request, receive_n
+    cons = client.subscribe(topic, "unload-sub")
+    prod = client.create_producer(topic, batching_enabled=False)
+    prod.send(b"before")
+    base = f"{standalone.http_url}/admin/v2/persistent/public/default/{topic.split('/')[-1]}"
+    assert http_request("PUT", f"{base}/unload")[0] == 204
+    prod.send(b"after")  # the client reconnects and resends as needed
+    got = [m.data() for m in receive_n(cons, 2, ack=True)]
+    assert got == [b"before", b"after"]
+    missing = f"{standalone.http_url}/admin/v2/persistent/public/default/never-created-x"
+    assert http_request("PUT", f"{missing}/unload")[0] == 404

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_readme_python_snippet_runs(standalone, tmp_path):
     script = tmp_path / "readme.py"
     script.write_text(snippet + "\nclient.close()\n")
     out = subprocess.run(
-        [os.environ.get("MAGNETAR_PYTHON", "python3"), str(script)],
+        [os.environ.get("MAGNETAR_PYTHON", sys.executable), str(script)],
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]

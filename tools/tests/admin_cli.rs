@@ -654,6 +654,14 @@ fn admin_cli_covers_remaining_verbs_and_refuses_bad_input() {
     assert_eq!(ps["msgInCounter"], 2);
     assert_eq!(ps["partitions"].as_object().map(|m| m.len()), Some(2));
     assert!(fails(&s, &["topics", "partitioned-stats", t]).contains("404"));
+    // Unloading resets the in-memory counters (as in Pulsar), so it comes after the stats.
+    ok(&s, &["topics", "unload", pt]);
+    ok(&s, &["topics", "unload", t]);
+    assert!(fails(
+        &s,
+        &["topics", "unload", "persistent://cov/ns/never-created"]
+    )
+    .contains("404"));
     assert!(fails(&s, &["namespaces", "delete", ns]).contains("412"));
 
     // Schemas: upload from a file, read back, delete; bad files and types refused.

@@ -136,6 +136,11 @@ fn operations() -> Vec<(&'static str, String, &'static str)> {
         ),
         ("post", format!("{TOPIC}/terminate"), "Terminate a topic"),
         (
+            "put",
+            format!("{TOPIC}/unload"),
+            "Unload a topic (every partition of a partitioned one)",
+        ),
+        (
             "post",
             format!("{TOPIC}/terminate/partitions"),
             "Terminate every partition of a partitioned topic",

@@ -40,6 +40,10 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
             post(terminate_partitions),
         )
         .route(
+            "/admin/v2/persistent/:t/:ns/:topic/unload",
+            axum::routing::put(unload_topic),
+        )
+        .route(
             "/admin/v2/persistent/:t/:ns/:topic/lastMessageId",
             get(last_message_id),
         )
@@ -71,6 +75,42 @@ pub(super) async fn checked_topic(
     let name = topic_name(t, ns, topic)?;
     require_namespace(b, t, ns).await?;
     Ok(name)
+}
+
+/// Unloads a topic, or every partition of a partitioned one (`pulsar-admin topics
+/// unload`): its broker closes it, clients reconnect, and the next use reopens it (fencing
+/// its last ledger), on this broker or, in cluster mode, on the bundle's owner.
+async fn unload_topic(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResult<StatusCode> {
+    let name = checked_topic(&b, &t, &ns, &topic).await?;
+    let n = if name.partition_index() < 0 {
+        partition_count(&b, &name).await?
+    } else {
+        0
+    };
+    let targets: Vec<TopicName> = if n > 0 {
+        (0..n).map(|i| name.partition(i)).collect()
+    } else if b.topic_exists(&name).await.map_err(be)? {
+        vec![name]
+    } else {
+        return Err(not_found("Topic not found"));
+    };
+    for p in targets {
+        if let Some(owner) = super::fanout::remote_owner(&b, &p).await? {
+            let (status, v) = super::fanout::forward(
+                &owner,
+                axum::http::Method::PUT,
+                &super::fanout::partition_path(&p, "/unload"),
+                None,
+            )
+            .await?;
+            if !status.is_success() && status != StatusCode::NOT_FOUND {
+                return Err(super::fanout::passed_on(status, &v));
+            }
+        } else {
+            b.close_topics(|loaded| *loaded == p).await;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn partition_count(b: &Broker, name: &TopicName) -> AdminResult<u32> {

@@ -78,6 +78,8 @@ pub enum TopicsCmd {
     },
     /// Terminate a topic (no more messages accepted).
     Terminate(Topic),
+    /// Unload a topic (every partition of a partitioned one); clients reconnect.
+    Unload(Topic),
     /// Broker serving a topic.
     Lookup(Topic),
     /// List subscriptions.
@@ -410,6 +412,11 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
                 "Topic successfully terminated at {}:{}",
                 id["ledgerId"], id["entryId"]
             );
+            Ok(())
+        }
+        C::Unload(t) => {
+            rest.call("PUT", &topic_url(&t.topic, "unload")?, None)
+                .await?;
             Ok(())
         }
         C::Lookup(t) => {
