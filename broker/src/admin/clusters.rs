@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::common::{
     any_under, bad_request, check_name, conflict, get_stored, md, not_found, parse_body,
-    precondition,
+    precondition, put_at_version,
 };
 use super::AdminResult;
 use crate::broker::Broker;
@@ -108,15 +108,7 @@ async fn update_cluster(
     let data = cluster_body(&body)?;
     let key = format!("/clusters/{c}");
     let (_, version) = get_stored(&b, &key, "Cluster").await?;
-    match b
-        .metadata
-        .put(&key, encode(&data)?, Expect::Version(version), None)
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(e) if e.is_bad_version() => Err(conflict("Cluster was changed concurrently")),
-        Err(e) => Err(md(e)),
-    }
+    put_at_version(&b, &key, encode(&data)?, version, "Cluster").await
 }
 
 async fn delete_cluster(State(b): S, Path(c): Path<String>) -> AdminResult<StatusCode> {
@@ -168,15 +160,7 @@ async fn update_tenant(State(b): S, Path(t): Path<String>, body: Bytes) -> Admin
     let key = format!("/tenants/{t}");
     let (_, version) = get_stored(&b, &key, "Tenant").await?;
     check_clusters(&b, &info).await?;
-    match b
-        .metadata
-        .put(&key, encode(&info)?, Expect::Version(version), None)
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(e) if e.is_bad_version() => Err(conflict("Tenant was changed concurrently")),
-        Err(e) => Err(md(e)),
-    }
+    put_at_version(&b, &key, encode(&info)?, version, "Tenant").await
 }
 
 async fn delete_tenant(State(b): S, Path(t): Path<String>) -> AdminResult<StatusCode> {

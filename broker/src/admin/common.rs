@@ -113,6 +113,31 @@ pub(super) async fn get_stored(
     }
 }
 
+/// Writes `value` at `key` if it is still at `version` (204); 409 naming `what` if it
+/// changed since it was read.
+pub(super) async fn put_at_version(
+    b: &Broker,
+    key: &str,
+    value: bytes::Bytes,
+    version: magnetar_metadata::Version,
+    what: &str,
+) -> AdminResult<axum::http::StatusCode> {
+    match b
+        .metadata
+        .put(
+            key,
+            value,
+            magnetar_metadata::Expect::Version(version),
+            None,
+        )
+        .await
+    {
+        Ok(_) => Ok(axum::http::StatusCode::NO_CONTENT),
+        Err(e) if e.is_bad_version() => Err(conflict(format!("{what} was changed concurrently"))),
+        Err(e) => Err(md(e)),
+    }
+}
+
 /// 404 unless the namespace exists.
 pub(super) async fn require_namespace(b: &Broker, t: &str, ns: &str) -> AdminResult<()> {
     check_name("Tenant", t)?;

@@ -87,6 +87,17 @@ pub(super) async fn forward(
     ))
 }
 
+/// Sends a bodiless `method path` to the owner at `base_url` for its effect: a success or a
+/// 404 (the owner has nothing to act on) is done; any other answer is passed on.
+pub(super) async fn forward_done(base_url: &str, method: Method, path: &str) -> AdminResult<()> {
+    let (status, v) = forward(base_url, method, path, None).await?;
+    if status.is_success() || status == StatusCode::NOT_FOUND {
+        Ok(())
+    } else {
+        Err(passed_on(status, &v))
+    }
+}
+
 /// An error answer of an owner, passed on with its status and reason.
 pub(super) fn passed_on(status: StatusCode, body: &Value) -> AdminError {
     let reason = body["reason"].as_str().map_or_else(

@@ -96,16 +96,12 @@ async fn unload_topic(State(b): S, Path((t, ns, topic)): TopicPath) -> AdminResu
     };
     for p in targets {
         if let Some(owner) = super::fanout::remote_owner(&b, &p).await? {
-            let (status, v) = super::fanout::forward(
+            super::fanout::forward_done(
                 &owner,
                 axum::http::Method::PUT,
                 &super::fanout::partition_path(&p, "/unload"),
-                None,
             )
             .await?;
-            if !status.is_success() && status != StatusCode::NOT_FOUND {
-                return Err(super::fanout::passed_on(status, &v));
-            }
         } else {
             b.close_topics(|loaded| *loaded == p).await;
         }
@@ -145,17 +141,12 @@ pub(super) async fn remove_topic(b: &Broker, name: &TopicName, force: bool) -> A
     if let Some(owner) = super::fanout::remote_owner(b, name).await? {
         // Cluster mode: only the owner may open (and so delete) the topic's ledger.
         let q = if force { "?force=true" } else { "" };
-        let (status, v) = super::fanout::forward(
+        return super::fanout::forward_done(
             &owner,
             axum::http::Method::DELETE,
             &super::fanout::partition_path(name, q),
-            None,
         )
-        .await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        return Err(super::fanout::passed_on(status, &v));
+        .await;
     }
     if let Some(topic) = b.loaded_topic(name) {
         let busy = !topic.producers().is_empty()
@@ -289,15 +280,14 @@ async fn update_partitions(
     }
     let body = serde_json::to_vec(&PartitionedMetadata { partitions: n })
         .map_err(|e| AdminError::from(crate::error::BrokerError::from(e)))?;
-    match b
-        .metadata
-        .put(&key, Bytes::from(body), Expect::Version(cur.version), None)
-        .await
-    {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(e) if e.is_bad_version() => Err(conflict("Partitioned topic changed concurrently")),
-        Err(e) => Err(md(e)),
-    }
+    super::common::put_at_version(
+        &b,
+        &key,
+        Bytes::from(body),
+        cur.version,
+        "Partitioned topic",
+    )
+    .await
 }
 
 /// A Pulsar `MessageId` JSON object.

@@ -298,7 +298,7 @@ async fn measure(
     };
     let mut backlog = Backlog {
         entries,
-        bytes: super::stats::backlog_bytes(topic),
+        bytes: super::stats::bytes_of_entries(topic, entries),
         age_secs: None,
     };
     if need_age && entries > 0 {
@@ -314,10 +314,10 @@ async fn measure(
 /// Checks the backlog quotas of a topic and applies their policies.
 pub async fn check_quota(topic: &Topic, pol: &EffectivePolicies) -> Result<()> {
     let lc = &topic.lifecycle;
-    // Backlog size is cheap (cursor counters) and shown in stats; age costs a read.
+    // Backlog size is cheap (cursor counters; stats measure it live); age costs a read, so
+    // stats show the age from the last check.
     let (backlog, slowest) = measure(topic, quota::needs_age(&pol.backlog_quotas)).await?;
     use std::sync::atomic::Ordering::Relaxed;
-    lc.counters.backlog_bytes.store(backlog.bytes, Relaxed);
     lc.counters
         .backlog_age_secs
         .store(backlog.age_secs.unwrap_or(0), Relaxed);

@@ -26,8 +26,6 @@ pub struct LifecycleCounters {
     pub msg_evicted: AtomicU64,
     /// SENDs acknowledged as duplicates without being stored.
     pub duplicates: AtomicU64,
-    /// Backlog of the slowest subscription at the last quota check (bytes).
-    pub backlog_bytes: AtomicU64,
     /// Age of the oldest unacknowledged message at the last quota check (seconds).
     pub backlog_age_secs: AtomicU64,
 }

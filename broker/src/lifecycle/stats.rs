@@ -32,6 +32,11 @@ pub fn backlog_bytes(topic: &Topic) -> u64 {
         .filter_map(|s| s.cursor.backlog())
         .max()
         .unwrap_or(0);
+    bytes_of_entries(topic, entries)
+}
+
+/// Estimated bytes of `entries` entries of `topic` (its average stored entry size).
+pub fn bytes_of_entries(topic: &Topic, entries: u64) -> u64 {
     entries.saturating_mul(topic.log.size_bytes() / topic.log.entries().max(1))
 }
 

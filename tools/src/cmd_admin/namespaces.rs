@@ -290,8 +290,7 @@ pub async fn run(rest: &Rest, cmd: NamespacesCmd) -> anyhow::Result<()> {
                 .map(|_| ())
         }
         C::Delete { namespace, force } => {
-            let u = url(&namespace, "")?;
-            let u = if force { format!("{u}?force=true") } else { u };
+            let u = super::topics::forced(url(&namespace, "")?, force);
             rest.call("DELETE", &u, None).await.map(|_| ())
         }
         C::Policies(n) => show(rest, &n.namespace, "policies").await,

@@ -255,6 +255,15 @@ async fn done(rest: &Rest, method: &str, url: String, body: Option<Value>) -> an
     rest.call(method, &url, body).await.map(|_| ())
 }
 
+/// `url` with `?force=true` when `force` (delete even with clients connected).
+pub(super) fn forced(url: String, force: bool) -> String {
+    if force {
+        format!("{url}?force=true")
+    } else {
+        url
+    }
+}
+
 async fn peek(rest: &Rest, ts: &TopicSub, count: u64) -> anyhow::Result<()> {
     for i in 1..=count {
         let r = match rest.get_raw(&sub_url(ts, &format!("/position/{i}"))?).await {
@@ -364,29 +373,13 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
             print_json(&rest.get(&topic_url(&t.topic, "partitions")?).await?)
         }
         C::Delete { topic, force } => {
-            let url = topic_url(&topic, "")?;
-            done(
-                rest,
-                "DELETE",
-                if force {
-                    format!("{url}?force=true")
-                } else {
-                    url
-                },
-                None,
-            )
-            .await
+            done(rest, "DELETE", forced(topic_url(&topic, "")?, force), None).await
         }
         C::DeletePartitionedTopic { topic, force } => {
-            let url = topic_url(&topic, "partitions")?;
             done(
                 rest,
                 "DELETE",
-                if force {
-                    format!("{url}?force=true")
-                } else {
-                    url
-                },
+                forced(topic_url(&topic, "partitions")?, force),
                 None,
             )
             .await
@@ -414,11 +407,7 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        C::Unload(t) => {
-            rest.call("PUT", &topic_url(&t.topic, "unload")?, None)
-                .await?;
-            Ok(())
-        }
+        C::Unload(t) => done(rest, "PUT", topic_url(&t.topic, "unload")?, None).await,
         C::Lookup(t) => {
             let v = rest
                 .get(&format!("/lookup/v2/topic/{}", topic_path(&t.topic)?))
@@ -437,18 +426,7 @@ pub async fn run(rest: &Rest, cmd: TopicsCmd) -> anyhow::Result<()> {
             }
         }
         C::Unsubscribe { ts, force } => {
-            let url = sub_url(&ts, "")?;
-            done(
-                rest,
-                "DELETE",
-                if force {
-                    format!("{url}?force=true")
-                } else {
-                    url
-                },
-                None,
-            )
-            .await
+            done(rest, "DELETE", forced(sub_url(&ts, "")?, force), None).await
         }
         C::Skip { ts, count } => {
             done(rest, "POST", sub_url(&ts, &format!("/skip/{count}"))?, None).await
