@@ -39,11 +39,12 @@ PY="$VENV/bin/python"
 
 # Install only when something pinned is missing or at another version (idempotent, offline-friendly).
 need_install=0
-"$PY" - "$PULSAR_CLIENT_VERSION" "$PYTEST_VERSION" "$PYTEST_TIMEOUT_VERSION" "$FASTAVRO_VERSION" <<'PYEOF' || need_install=1
+"$PY" - "$PULSAR_CLIENT_VERSION" "$PYTEST_VERSION" "$PYTEST_TIMEOUT_VERSION" "$FASTAVRO_VERSION" \
+    "$SCHEMATHESIS_VERSION" <<'PYEOF' || need_install=1
 import sys
 from importlib.metadata import version, PackageNotFoundError
 want = {"pulsar-client": sys.argv[1], "pytest": sys.argv[2], "pytest-timeout": sys.argv[3],
-        "fastavro": sys.argv[4]}
+        "fastavro": sys.argv[4], "schemathesis": sys.argv[5]}
 for name, ver in want.items():
     try:
         if version(name) != ver:
@@ -53,12 +54,13 @@ for name, ver in want.items():
 PYEOF
 
 if [ "$need_install" = 1 ]; then
-    log "installing pulsar-client==$PULSAR_CLIENT_VERSION pytest==$PYTEST_VERSION pytest-timeout==$PYTEST_TIMEOUT_VERSION into $VENV"
+    log "installing pulsar-client==$PULSAR_CLIENT_VERSION pytest==$PYTEST_VERSION pytest-timeout==$PYTEST_TIMEOUT_VERSION fastavro==$FASTAVRO_VERSION schemathesis==$SCHEMATHESIS_VERSION into $VENV"
     "$PY" -m pip install -q --disable-pip-version-check \
         "pulsar-client==$PULSAR_CLIENT_VERSION" \
         "pytest==$PYTEST_VERSION" \
         "pytest-timeout==$PYTEST_TIMEOUT_VERSION" \
-        "fastavro==$FASTAVRO_VERSION" >&2
+        "fastavro==$FASTAVRO_VERSION" \
+        "schemathesis==$SCHEMATHESIS_VERSION" >&2
 fi
 
 echo "$PY"
